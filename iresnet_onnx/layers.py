@@ -1,0 +1,161 @@
+r"""LinearContraction: a linear layer whose Lipschitz constant is at most ``c < 1``."""
+
+import math
+from typing import Final, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from .spectral import SpectralNorm, power_iteration
+
+__all__ = ["POWER_ITERATION", "LinearContraction"]
+
+POWER_ITERATION: Final = {"atol": 0.0, "rtol": 1e-4, "maxiter": 50}
+"""Stopping rule of a layer's power iteration, per forward pass (the ONNX graph uses the same).
+
+Warm-started from the stored vector the iteration converges in a handful of updates; the Rayleigh
+quotient's error is of the order of the squared residual, so ``rtol = 1e-4`` gives σ to ~1e-8.
+"""
+
+_COLD_START_MAXITER: Final = 10_000
+
+
+def check_width(x: Tensor, expected: int, what: str) -> None:
+    """Raise ``ValueError`` unless the last dimension of ``x`` is ``expected``."""
+    if x.dim() == 0 or x.shape[-1] != expected:
+        got = "a 0-d tensor" if x.dim() == 0 else f"{x.shape[-1]} (shape {list(x.shape)})"
+        raise ValueError(
+            f"{what} expects inputs of shape [..., {expected}], last dimension is {got}"
+        )
+
+
+class LinearContraction(nn.Module):
+    r"""``f(x) = A′x + b`` with ``A′ = A·min(c/‖A‖₂, 1)``, so ``‖f(x) − f(y)‖₂ ≤ c‖x − y‖₂``.
+
+    ‖A‖₂ comes from :class:`~iresnet_onnx.SpectralNorm` (gradient u vᵀ), warm-started from the
+    persistent buffer ``power_vector``. In training the buffer follows the weights; in eval mode nothing
+    is written but ``spectral_norm`` (σ of the current weights), so two eval calls are bit-identical.
+    Under ``torch.no_grad()`` in eval mode A′ is cached until the weights or buffers change.
+    The bias is not scaled.
+    """
+
+    input_size: Final[int]
+    output_size: Final[int]
+    power_atol: Final[float]
+    power_rtol: Final[float]
+    power_maxiter: Final[int]
+
+    c: Tensor
+    """BUFFER: the contraction constant, in (0, 1)."""
+    one: Tensor
+    """BUFFER: the constant 1.0 (kept from the seed's state_dict layout)."""
+    spectral_norm: Tensor
+    """BUFFER: ‖weight‖₂ as of the last forward pass (detached)."""
+    power_vector: Tensor
+    """BUFFER: the unit power-iteration vector (length min(in, out)) that warm-starts the next call."""
+    weight: Tensor
+    bias: Optional[Tensor]
+
+    def __init__(self, input_size: int, output_size: int, *, c: float = 0.97, bias: bool = True):
+        super().__init__()
+        if not 0.0 < float(c) < 1.0:
+            raise ValueError(f"LinearContraction: c must lie in (0, 1), got {c}")
+        self.input_size = int(input_size)
+        self.output_size = int(output_size)
+        self.power_atol = float(POWER_ITERATION["atol"])
+        self.power_rtol = float(POWER_ITERATION["rtol"])
+        self.power_maxiter = int(POWER_ITERATION["maxiter"])
+
+        self.weight = nn.Parameter(torch.empty(self.output_size, self.input_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.output_size))
+        else:
+            self.register_parameter("bias", None)
+        self.register_buffer("c", torch.tensor(float(c)))
+        self.register_buffer("one", torch.tensor(1.0))
+        self.register_buffer("spectral_norm", torch.tensor(0.0), persistent=False)
+        self.register_buffer("power_vector", torch.zeros(min(self.input_size, self.output_size)))
+        self._cache_key = None
+        self._cached_weight = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Linear``'s initialisation, then a cold-start power iteration to fill the buffers."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.input_size) if self.input_size > 0 else 0.0
+            nn.init.uniform_(self.bias, -bound, bound)
+        self.refresh_power_vector(maxiter=_COLD_START_MAXITER, cold=True)
+
+    def refresh_power_vector(self, maxiter: int = _COLD_START_MAXITER, cold: bool = False) -> None:
+        """Converge ``power_vector`` for the current weights (e.g. after the last optimiser step).
+
+        Training leaves the vector one optimiser step behind the weights; refreshing it before
+        export means the exported power-iteration Loop runs zero updates.
+        """
+        start = None if cold else self.power_vector
+        result = power_iteration(
+            self.weight.detach(), start, self.power_atol, self.power_rtol, maxiter
+        )
+        with torch.no_grad():
+            self.power_vector.copy_(result.vector)
+            self.spectral_norm.copy_(result.sigma)
+
+    def extra_repr(self) -> str:
+        return (
+            f"input_size={self.input_size}, output_size={self.output_size}, "
+            f"c={float(self.c):g}, bias={self.bias is not None}"
+        )
+
+    def _sigma(self) -> Tensor:
+        """‖weight‖₂, differentiable when autograd needs it; updates the warm start only in training."""
+        if torch.jit.is_scripting():
+            # TorchScript cannot call an autograd.Function; σ = uᵀAv with u, v fixed has the same
+            # value and the same gradient u vᵀ.
+            result = power_iteration(
+                self.weight, self.power_vector, self.power_atol, self.power_rtol, self.power_maxiter
+            )
+            if self.training:
+                self.power_vector.copy_(result.vector)
+            return torch.dot(result.u, self.weight @ result.v)
+        if self.training or (torch.is_grad_enabled() and self.weight.requires_grad):
+            start = self.power_vector if self.training else self.power_vector.clone()
+            return SpectralNorm.apply(
+                self.weight, self.power_atol, self.power_rtol, self.power_maxiter, start
+            )
+        return power_iteration(
+            self.weight, self.power_vector, self.power_atol, self.power_rtol, self.power_maxiter
+        ).sigma
+
+    def effective_weight(self) -> Tensor:
+        """A′ = A·min(c/‖A‖₂, 1); sets the ``spectral_norm`` buffer."""
+        sigma = self._sigma()
+        self.spectral_norm = sigma.detach()
+        return self.weight * torch.minimum(self.c / sigma, self.one)
+
+    @torch.jit.unused
+    def _cached_effective_weight(self) -> Tensor:
+        # Eval-mode inference re-derives A′ only when a weight or buffer changed: in-place updates
+        # bump `_version`, `.to()`/`.data =` change the storage pointer.
+        key = tuple(
+            (t._version, t.data_ptr(), t.dtype, t.device)
+            for t in (self.weight, self.power_vector, self.c)
+        )
+        if self._cached_weight is None or key != self._cache_key:
+            self._cached_weight = self.effective_weight()
+            self._cache_key = key
+        return self._cached_weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Signature: ``[..., input_size] → [..., output_size]``."""
+        check_width(x, self.input_size, "LinearContraction")
+        if (
+            not torch.jit.is_scripting()
+            and not self.training
+            and not (torch.is_grad_enabled() and self.weight.requires_grad)
+        ):
+            weight = self._cached_effective_weight()
+        else:
+            weight = self.effective_weight()
+        return functional.linear(x, weight, self.bias)

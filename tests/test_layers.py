@@ -1,0 +1,177 @@
+"""LinearContraction: contraction property, buffers, eval determinism, TorchScript, bad input."""
+
+import copy
+
+import pytest
+import torch
+
+from iresnet_onnx import LinearContraction
+from iresnet_onnx.spectral import power_iteration
+
+
+def scaled_layer(m: int, n: int, factor: float = 100.0, **kwargs) -> LinearContraction:
+    torch.manual_seed(0)
+    layer = LinearContraction(m, n, **kwargs)
+    with torch.no_grad():
+        layer.weight.mul_(factor)
+    return layer
+
+
+def autograd_node_names(tensor: torch.Tensor) -> set[str]:
+    seen, stack, names = set(), [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize(("m", "n"), [(8, 8), (16, 3), (3, 16)])
+@pytest.mark.parametrize("training", [True, False])
+def test_contraction_after_weights_scaled_up(m, n, training):
+    layer = scaled_layer(m, n).train(training)
+    x, y = torch.randn(64, m), torch.randn(64, m)
+    with torch.no_grad():
+        fx, fy = layer(x), layer(y)
+        effective = layer.effective_weight()
+    assert (
+        torch.linalg.vector_norm(fx - fy, dim=-1) <= torch.linalg.vector_norm(x - y, dim=-1)
+    ).all()
+    sigma_effective = torch.linalg.matrix_norm(effective.double(), 2)
+    assert sigma_effective <= 0.97 * (1 + 1e-5)
+    assert sigma_effective >= 0.97 * (1 - 1e-5)  # weights ×100: the contraction really bites
+
+
+def test_small_weights_are_not_scaled():
+    layer = scaled_layer(6, 6, factor=1e-3).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(layer.effective_weight(), layer.weight, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_spectral_norm_buffer_holds_sigma_of_current_weights(training):
+    layer = scaled_layer(9, 5, factor=3.0).train(training)
+    layer(torch.randn(2, 9))
+    expected = torch.linalg.matrix_norm(layer.weight.detach().double(), 2)
+    torch.testing.assert_close(layer.spectral_norm.double(), expected, rtol=1e-6, atol=0)
+    assert layer.spectral_norm.grad_fn is None
+
+
+def test_eval_is_deterministic_and_changes_no_state():
+    layer = scaled_layer(7, 7, factor=2.0)
+    with torch.no_grad():
+        layer.weight.add_(0.1 * torch.randn_like(layer.weight))  # stored vector now stale
+    layer.eval()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    x = torch.randn(5, 7)
+    with torch.no_grad():
+        first, second = layer(x), layer(x)
+    third = layer(x)  # grad-enabled eval takes the autograd path: still no state change
+    assert torch.equal(first, second) and torch.equal(first, third.detach())
+    for key, value in layer.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_training_warm_start_converges_in_few_iterations():
+    layer = scaled_layer(32, 32, factor=1.0).train()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1e-3)
+    iterations = []
+    for _ in range(10):
+        start = layer.power_vector.clone()
+        loss = layer(torch.randn(16, 32)).square().mean()
+        iterations.append(power_iteration(layer.weight.detach(), start, 0.0, 1e-4, 50).iterations)
+        assert not torch.equal(start, layer.power_vector) or iterations[-1] == 0
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert max(iterations) <= 3, iterations
+
+
+def test_autograd_graph_goes_through_spectral_norm():
+    layer = scaled_layer(4, 6).train()
+    out = layer(torch.randn(3, 4)).sum()
+    assert any("SpectralNorm" in name for name in autograd_node_names(out))
+    out.backward()
+    assert torch.isfinite(layer.weight.grad).all()
+
+
+def test_state_dict_round_trip_reproduces_outputs():
+    layer = scaled_layer(6, 4, factor=5.0).train()
+    layer(torch.randn(2, 6))  # moves the warm-start vector
+    clone = LinearContraction(6, 4)
+    clone.load_state_dict(layer.state_dict())
+    layer.eval(), clone.eval()
+    x = torch.randn(10, 6)
+    with torch.no_grad():
+        assert torch.equal(layer(x), clone(x))
+    assert "power_vector" in layer.state_dict()
+
+
+def test_deepcopy_after_forward():
+    layer = scaled_layer(5, 5).train()
+    layer(torch.randn(2, 5)).sum()
+    duplicate = copy.deepcopy(layer)
+    x = torch.randn(3, 5)
+    layer.eval(), duplicate.eval()
+    with torch.no_grad():
+        assert torch.equal(layer(x), duplicate(x))
+
+
+def test_eval_cache_follows_weight_changes():
+    layer = scaled_layer(5, 5, factor=1.0).eval()
+    x = torch.randn(4, 5)
+    with torch.no_grad():
+        before = layer(x)
+        layer.weight.mul_(50.0)  # in place: the cache must notice
+        after = layer(x)
+    reference = torch.nn.functional.linear(x, layer.effective_weight().detach(), layer.bias)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, reference)
+    layer.double()
+    with torch.no_grad():
+        assert layer(x.double()).dtype == torch.float64
+
+
+def test_leading_dims_and_dtypes():
+    layer = scaled_layer(3, 7).eval().double()
+    x = torch.randn(2, 4, 5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        y = layer(x)
+    assert y.shape == (2, 4, 5, 7) and y.dtype == torch.float64
+    torch.testing.assert_close(y[1, 2, 3], layer(x[1, 2, 3]).detach())
+
+
+def test_no_bias():
+    layer = LinearContraction(4, 4, bias=False)
+    assert layer.bias is None
+    with torch.no_grad():
+        assert torch.equal(layer(torch.zeros(1, 4)), torch.zeros(1, 4))
+
+
+def test_torchscript_parity():
+    layer = scaled_layer(6, 3, factor=10.0)
+    scripted = torch.jit.script(copy.deepcopy(layer))
+    x = torch.randn(8, 6)
+    for mode in (True, False):
+        layer.train(mode), scripted.train(mode)
+        torch.testing.assert_close(scripted(x), layer(x), rtol=1e-6, atol=1e-6)
+    # the scripted σ = uᵀAv carries the gradient u vᵀ too
+    scripted.train()
+    scripted(x).sum().backward()
+    layer(x).sum().backward()
+    torch.testing.assert_close(scripted.weight.grad, layer.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("c", [0.0, 1.0, 1.5, -0.2])
+def test_bad_c(c):
+    with pytest.raises(ValueError, match=r"c must lie in \(0, 1\)"):
+        LinearContraction(3, 3, c=c)
+
+
+def test_wrong_width_names_both_sizes():
+    layer = LinearContraction(4, 2)
+    with pytest.raises(ValueError, match=r"\[\.\.\., 4\].*last dimension is 5"):
+        layer(torch.randn(3, 5))
