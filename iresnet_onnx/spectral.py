@@ -68,7 +68,8 @@ def power_iteration(
     with torch.no_grad():
         T = tall_form(A)
         scale = T.abs().amax()
-        T = T / torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        T = T / scale
         x = cold_start(A) if x0 is None else x0.to(dtype=A.dtype, device=A.device)
         x = x / torch.linalg.vector_norm(x)
 

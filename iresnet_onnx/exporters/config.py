@@ -1,0 +1,184 @@
+"""What to export: the options, and a framework-free description of the model's tensors."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..iresnet import iResNet, iResNetBlock
+from ..layers import POWER_ITERATION, LinearContraction
+from .functions import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
+
+SPECTRAL_NORM_MODES = ("loop", "folded")
+SUPPORTED_OPSETS = range(17, 22)
+DEFAULT_OPSET = 18
+_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export. ``spectral_norm``: "loop" computes σ in the graph from the raw weights by a
+    power-iteration Loop; "folded" bakes A′ into the initializers."""
+
+    opset: int = DEFAULT_OPSET
+    spectral_norm: str = "loop"
+
+    def __post_init__(self) -> None:
+        if self.spectral_norm not in SPECTRAL_NORM_MODES:
+            raise ValueError(
+                f"unknown spectral_norm mode {self.spectral_norm!r}; choose one of "
+                f"{', '.join(SPECTRAL_NORM_MODES)}"
+            )
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int):
+            raise ValueError(f"opset must be an int, got {self.opset!r}")
+        if self.opset not in SUPPORTED_OPSETS:
+            raise ValueError(
+                f"opset {self.opset} is not supported; choose {SUPPORTED_OPSETS.start}–"
+                f"{SUPPORTED_OPSETS.stop - 1}"
+            )
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One LinearContraction: its raw tensors (state_dict names) and its effective weight A′."""
+
+    name: str
+    weight: np.ndarray
+    bias: np.ndarray | None
+    power_vector: np.ndarray
+    c: float
+    effective_weight: np.ndarray
+
+    @property
+    def tall(self) -> bool:
+        """Whether A has at least as many rows as columns (then A is its own tall form)."""
+        out_size, in_size = self.weight.shape
+        return out_size >= in_size
+
+    def tall_form(self, matrix: np.ndarray) -> np.ndarray:
+        return matrix if self.tall else matrix.T
+
+    @property
+    def tall_shape(self) -> tuple[int, int]:
+        return self.tall_form(self.weight).shape
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A framework-free description of an iResNet (or one block) for the graph builders."""
+
+    kind: str
+    input_size: int
+    dtype: np.dtype
+    blocks: tuple[tuple[LayerSpec, ...], ...]
+    steps: tuple[BottleneckStep, ...]
+    maxiter: int
+    atol: float
+    rtol: float
+    hp: dict[str, Any]
+
+    @property
+    def nblocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def layers(self) -> list[LayerSpec]:
+        return [layer for block in self.blocks for layer in block]
+
+    @property
+    def power_iteration(self) -> dict[str, Any]:
+        return dict(POWER_ITERATION)
+
+    def hp_json(self) -> str:
+        return json.dumps(self.hp, sort_keys=True)
+
+
+def _steps(block: iResNetBlock) -> tuple[BottleneckStep, ...]:
+    steps: list[BottleneckStep] = []
+    for module in block.bottleneck:
+        if isinstance(module, LinearContraction):
+            tall = module.output_size >= module.input_size
+            steps.append(LinearStep(transpose=tall, bias=module.bias is not None))
+        else:
+            name = type(module).__name__
+            if name not in ACTIVATION_OPS:
+                raise ValueError(f"cannot export the bottleneck module {module!r} to ONNX")
+            steps.append(ActivationStep(name))
+    return tuple(steps)
+
+
+def _layer(prefix: str, layer: LinearContraction, dtype: type) -> LayerSpec:
+    def array(tensor: torch.Tensor) -> np.ndarray:
+        return tensor.detach().cpu().numpy().astype(dtype, copy=True)
+
+    return LayerSpec(
+        name=prefix,
+        weight=array(layer.weight),
+        bias=None if layer.bias is None else array(layer.bias),
+        power_vector=array(layer.power_vector),
+        c=float(layer.c),
+        effective_weight=array(layer.effective_weight()),
+    )
+
+
+def describe(model: Any) -> ModelSpec:
+    """Read an ``iResNet`` or ``iResNetBlock`` into a :class:`ModelSpec` (eval-mode semantics).
+
+    The model's mode is restored afterwards; nothing but the ``spectral_norm`` buffers (σ of the
+    current weights) is written.
+    """
+    if isinstance(model, iResNet):
+        blocks, prefixes, kind = (
+            list(model.blocks),
+            [f"blocks.{i}." for i in range(model.nblocks)],
+            "iResNet",
+        )
+    elif isinstance(model, iResNetBlock):
+        blocks, prefixes, kind = [model], [""], "iResNetBlock"
+    else:
+        raise TypeError(
+            f"export takes an iresnet_onnx.iResNet or iResNetBlock, got {type(model).__name__}"
+        )
+    parameter = next(model.parameters())
+    if parameter.dtype not in _DTYPES:
+        raise ValueError(f"export supports float32 and float64 models, got {parameter.dtype}")
+    dtype = _DTYPES[parameter.dtype]
+    solver = {(b.maxiter, b.atol, b.rtol) for b in blocks}
+    if len(solver) != 1:
+        raise ValueError(f"all blocks must share maxiter/atol/rtol to export, got {sorted(solver)}")
+    ((maxiter, atol, rtol),) = solver
+    steps = {_steps(b) for b in blocks}
+    if len(steps) != 1:
+        raise ValueError("all blocks must have the same bottleneck structure to export")
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            layer_specs = tuple(
+                tuple(
+                    _layer(f"{prefix}bottleneck.{index}", module, dtype)
+                    for index, module in enumerate(block.bottleneck)
+                    if isinstance(module, LinearContraction)
+                )
+                for prefix, block in zip(prefixes, blocks)
+            )
+    finally:
+        model.train(was_training)
+    return ModelSpec(
+        kind=kind,
+        input_size=model.input_size,
+        dtype=np.dtype(dtype),
+        blocks=layer_specs,
+        steps=steps.pop(),
+        maxiter=maxiter,
+        atol=atol,
+        rtol=rtol,
+        hp=_jsonable(model.HP),
+    )
+
+
+def _jsonable(hp: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(hp, default=str))

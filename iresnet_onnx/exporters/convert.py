@@ -1,0 +1,221 @@
+"""How to export: assemble ``forward.onnx`` and ``inverse.onnx`` from a :class:`ModelSpec`.
+
+Both graphs start the same way. In loop mode the raw weights are initializers (named as in the
+state_dict); the weights of one shape are stacked in their tall form, one ``SpectralNorm`` call (one
+power-iteration Loop) measures all of them, and ``Contraction`` scales the stack to A′. The stacking
+only involves initializers, so onnxruntime folds it once at load time; the Loop runs at every call.
+In folded mode the initializers hold A′ (tall form) and none of that exists.
+"""
+
+import json
+from collections import defaultdict
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from .. import __version__
+from .builder import DOMAIN, INT64, Ops, typed_value
+from .config import ExportOptions, LayerSpec, ModelSpec
+from .functions import (
+    block_forward_function,
+    block_inverse_function,
+    bottleneck_function,
+    contraction_function,
+    spectral_norm_function,
+)
+
+_IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+_DTYPE = {np.dtype(np.float32): ir.DataType.FLOAT, np.dtype(np.float64): ir.DataType.DOUBLE}
+
+
+class _ModelBuilder:
+    """Collects the main graph's nodes, initializers and the functions it calls."""
+
+    def __init__(self, spec: ModelSpec, options: ExportOptions):
+        self.spec = spec
+        self.options = options
+        self.dtype = _DTYPE[spec.dtype]
+        self.ops = Ops(options.opset, self.dtype)
+        self.initializers: list[ir.Value] = []
+        self.functions: dict[str, ir.Function] = {}
+        bottleneck = bottleneck_function(options.opset, self.dtype, spec.steps)
+        self.bottleneck = self._use(bottleneck)
+
+    def _use(self, function: ir.Function) -> ir.Function:
+        self.functions.setdefault(function.name, function)
+        return self.functions[function.name]
+
+    def initializer(self, name: str, array: np.ndarray, doc: str | None = None) -> ir.Value:
+        tensor = ir.tensor(
+            np.array(array, order="C"), name=name
+        )  # (ascontiguousarray makes 0-d 1-d)
+        value = ir.Value(
+            name=name, type=ir.TensorType(tensor.dtype), shape=tensor.shape, const_value=tensor
+        )
+        value.doc_string = doc
+        self.initializers.append(value)
+        return value
+
+    def block_parameters(self) -> list[list[ir.Value]]:
+        """Per block, the Bottleneck's parameter values (weight as tall-form A′, bias) in order."""
+        weights = (
+            self._loop_weights() if self.options.spectral_norm == "loop" else self._folded_weights()
+        )
+        biases = {
+            layer.name: self.initializer(f"{layer.name}.bias", layer.bias)
+            for layer in self.spec.layers
+            if layer.bias is not None
+        }
+        return [
+            [
+                value
+                for layer in block
+                for value in (weights[layer.name], biases.get(layer.name))
+                if value is not None
+            ]
+            for block in self.spec.blocks
+        ]
+
+    def _folded_weights(self) -> dict[str, ir.Value]:
+        return {
+            layer.name: self.initializer(
+                f"{layer.name}.effective_weight",
+                layer.tall_form(layer.effective_weight),
+                "A′ = A·min(c/‖A‖₂, 1), folded at export (transposed when A is wide)",
+            )
+            for layer in self.spec.layers
+        }
+
+    def _loop_weights(self) -> dict[str, ir.Value]:
+        ops, spec = self.ops, self.spec
+        power = spec.power_iteration
+        spectral = self._use(
+            spectral_norm_function(
+                ops.opset, self.dtype, power["atol"], power["rtol"], power["maxiter"]
+            )
+        )
+        contraction = self._use(contraction_function(ops.opset, self.dtype))
+        groups: dict[tuple[int, int], list[LayerSpec]] = defaultdict(list)
+        for layer in spec.layers:
+            groups[layer.tall_shape].append(layer)
+
+        weights: dict[str, ir.Value] = {}
+        for group_index, ((rows, cols), layers) in enumerate(sorted(groups.items())):
+            stack = ops.Concat(
+                *(
+                    ops.Unsqueeze(self._tall_raw_weight(layer), ops.const([0], INT64))
+                    for layer in layers
+                ),
+                axis=0,
+            )
+            vectors = self.initializer(
+                f"power_vectors.{group_index}",
+                np.stack([layer.power_vector for layer in layers]),
+                f"warm-start vectors of {', '.join(layer.name for layer in layers)}",
+            )
+            c = self.initializer(
+                f"contraction_constants.{group_index}",
+                np.array([layer.c for layer in layers], spec.dtype).reshape(-1, 1, 1),
+            )
+            sigma, _ = ops.call(spectral, stack, vectors, outputs=2)
+            effective = ops.call(contraction, stack, sigma, c)
+            flat = ops.Reshape(effective, ops.const([len(layers) * rows, cols], INT64))
+            parts = ops.op_multi(
+                "Split", flat, ops.const([rows] * len(layers), INT64), outputs=len(layers), axis=0
+            )
+            weights.update({layer.name: part for layer, part in zip(layers, parts)})
+        return weights
+
+    def _tall_raw_weight(self, layer: LayerSpec) -> ir.Value:
+        raw = self.initializer(f"{layer.name}.weight", layer.weight, "raw weight A (state_dict)")
+        return raw if layer.tall else self.ops.Transpose(raw, perm=[1, 0])
+
+    def model(self, inputs: list[ir.Value], outputs: list[ir.Value], direction: str) -> ir.Model:
+        spec, options = self.spec, self.options
+        graph = ir.Graph(
+            inputs,
+            outputs,
+            nodes=self.ops.tape.nodes,
+            initializers=self.initializers,
+            opset_imports={"": options.opset, DOMAIN: 1},
+            name=f"{spec.kind}_{direction}",
+            doc_string=f"{spec.kind} {direction} pass, spectral norm {options.spectral_norm}",
+        )
+        return ir.Model(
+            graph,
+            ir_version=_IR_VERSION[options.opset],
+            producer_name="iresnet-onnx",
+            producer_version=__version__,
+            functions=list(self.functions.values()),
+            metadata_props={
+                "iresnet_onnx.version": __version__,
+                "iresnet_onnx.direction": direction,
+                "iresnet_onnx.spectral_norm": options.spectral_norm,
+                "iresnet_onnx.dtype": spec.dtype.name,
+                "iresnet_onnx.hp": spec.hp_json(),
+                "iresnet_onnx.power_iteration": json.dumps(spec.power_iteration, sort_keys=True),
+            },
+        )
+
+
+def _batch_input(builder: _ModelBuilder, name: str, doc: str) -> ir.Value:
+    value = typed_value(name, builder.dtype, ["batch", builder.spec.input_size])
+    value.doc_string = doc
+    return value
+
+
+def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
+    """``forward.onnx``: x[batch, n] → y[batch, n]."""
+    builder = _ModelBuilder(spec, options)
+    forward = builder._use(block_forward_function(options.opset, builder.dtype, builder.bottleneck))
+    x = _batch_input(builder, "x", "input, float[batch, n]; batch is dynamic")
+    h = x
+    for parameters in builder.block_parameters():
+        h = builder.ops.call(forward, h, *parameters)
+    y = builder.ops.Identity(h)
+    y.name, y.doc_string = "y", "output y = f(x), same shape as x"
+    y.type, y.shape = ir.TensorType(builder.dtype), ir.Shape(["batch", spec.input_size])
+    return ir.serde.serialize_model(builder.model([x], [y], "forward"))
+
+
+def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
+    """``inverse.onnx``: y (+ optional maxiter, atol, rtol) → x, iterations, residual."""
+    builder = _ModelBuilder(spec, options)
+    ops = builder.ops
+    inverse = builder._use(block_inverse_function(options.opset, builder.dtype, builder.bottleneck))
+    y = _batch_input(builder, "y", "input, float[batch, n]; batch is dynamic")
+    # Inputs with an initializer of the same name: optional, defaulting to the model's own values.
+    maxiter = builder.initializer(
+        "maxiter", np.array(spec.maxiter, np.int64),
+        f"optional: most fixed-point steps per block (default {spec.maxiter})",
+    )  # fmt: skip
+    atol = builder.initializer(
+        "atol", np.array(spec.atol, spec.dtype),
+        f"optional: stop when max(|Δx| − rtol·|x|) ≤ atol (default {spec.atol:g})",
+    )  # fmt: skip
+    rtol = builder.initializer(
+        "rtol",
+        np.array(spec.rtol, spec.dtype),
+        f"optional: relative tolerance (default {spec.rtol:g})",
+    )
+    parameters = builder.block_parameters()
+    x = y
+    iterations, residuals = [None] * spec.nblocks, [None] * spec.nblocks
+    for index in reversed(range(spec.nblocks)):
+        x, k, residual = ops.call(inverse, x, *parameters[index], maxiter, atol, rtol, outputs=3)
+        iterations[index] = ops.Unsqueeze(k, ops.const([0], INT64))
+        residuals[index] = ops.Unsqueeze(residual, ops.const([0], INT64))
+    x = ops.Identity(x)
+    iterations = ops.Concat(*iterations, axis=0)
+    residual = ops.Concat(*residuals, axis=0)
+    for value, name, dtype, shape, doc in (
+        (x, "x", builder.dtype, ["batch", spec.input_size], "x = f⁻¹(y), same shape as y"),
+        (iterations, "iterations", INT64, [spec.nblocks], "fixed-point steps per block, block order"),
+        (residual, "residual", builder.dtype, [spec.nblocks],
+         "final max(|Δx| − rtol·|x|) per block, block order; converged ⇔ residual ≤ atol"),
+    ):  # fmt: skip
+        value.name, value.doc_string = name, doc
+        value.type, value.shape = ir.TensorType(dtype), ir.Shape(shape)
+    model = builder.model([y, maxiter, atol, rtol], [x, iterations, residual], "inverse")
+    return ir.serde.serialize_model(model)

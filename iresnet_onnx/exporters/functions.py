@@ -1,0 +1,208 @@
+"""The ONNX functions of an exported iResNet, written beside the math they compute.
+
+``SpectralNorm``  σ of a stack of matrices: one power-iteration ``Loop`` for all of them
+``Contraction``   A′ = A·min(c/σ, 1)
+``Bottleneck``    g(x), the block's ``nn.Sequential`` as Gemm and activation nodes
+``BlockForward``  y = x + g(x)
+``BlockInverse``  x = y − g(x) by a fixed-point ``Loop`` with a data-dependent stop
+
+Each mirrors an eager implementation line for line (``spectral.power_iteration``,
+``LinearContraction.effective_weight``, ``iResNetBlock.forward`` / ``inverse``), so eager and ONNX take
+the same number of iterations and agree to float precision.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from .builder import BOOL, INT64, Ops, make_function
+
+# torch.nn activation (by class name) → ONNX: (op type, attributes, extra constant inputs)
+ACTIVATION_OPS: dict[str, tuple[str, dict, tuple[float, ...]]] = {
+    "CELU": ("Celu", {"alpha": 1.0}, ()),
+    "ELU": ("Elu", {"alpha": 1.0}, ()),
+    "Hardtanh": ("Clip", {}, (-1.0, 1.0)),
+    "Identity": ("Identity", {}, ()),
+    "LeakyReLU": ("LeakyRelu", {"alpha": 0.01}, ()),
+    "ReLU": ("Relu", {}, ()),
+    "ReLU6": ("Clip", {}, (0.0, 6.0)),
+    "Sigmoid": ("Sigmoid", {}, ()),
+    "Softplus": ("Softplus", {}, ()),
+    "Softsign": ("Softsign", {}, ()),
+    "Tanh": ("Tanh", {}, ()),
+}
+
+
+@dataclass(frozen=True)
+class LinearStep:
+    """A Gemm of the bottleneck: ``x·Tᵀ + b`` when ``transpose`` (T = A′), else ``x·T + b`` (T = A′ᵀ)."""
+
+    transpose: bool
+    bias: bool
+
+
+@dataclass(frozen=True)
+class ActivationStep:
+    name: str
+
+
+BottleneckStep = LinearStep | ActivationStep
+
+
+def spectral_norm_function(
+    opset: int, dtype: ir.DataType, atol: float, rtol: float, maxiter: int
+) -> ir.Function:
+    """``SpectralNorm(T[L,M,N], x0[L,N]) -> (σ[L,1,1], iterations[L])`` for tall matrices T.
+
+    The algorithm of ``spectral.power_iteration``, batched: every layer stops on its own test (a
+    converged layer's iterate is frozen by ``Where``), the Loop stops when none is left, and the test
+    runs before the first update, so a converged warm start costs zero iterations.
+    """
+
+    def body(ops: Ops, T: ir.Value, x0: ir.Value) -> tuple[ir.Value, ir.Value]:
+        zero, one = ops.const(0.0), ops.const(1.0)
+        atol_, rtol_ = ops.const(atol), ops.const(rtol)
+        scale = ops.reduce("ReduceMax", ops.Abs(T), [1, 2], keepdims=1)
+        scale = ops.Where(ops.Greater(scale, zero), scale, one)
+        T = ops.Div(T, scale)
+        T_t = ops.Transpose(T, perm=[0, 2, 1])
+
+        def evaluate(ops: Ops, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+            """λ = ‖T̂x‖², z = T̂ᵀT̂x, and how far ‖z − λx‖ is above rtol·λ + atol."""
+            Tx = ops.MatMul(T, x)
+            lam = ops.reduce("ReduceSumSquare", Tx, [1, 2], keepdims=1)
+            z = ops.MatMul(T_t, Tx)
+            residual = ops.reduce("ReduceL2", ops.Sub(z, ops.Mul(lam, x)), [1, 2], keepdims=1)
+            excess = ops.Sub(residual, ops.Add(ops.Mul(rtol_, lam), atol_))
+            return lam, z, excess
+
+        def any_active(ops: Ops, excess: ir.Value) -> ir.Value:
+            return ops.Greater(ops.reduce("ReduceMax", excess, None, keepdims=0), zero)
+
+        x = ops.Unsqueeze(x0, ops.const([-1], INT64))
+        x = ops.Div(x, ops.reduce("ReduceL2", x, [1], keepdims=1))
+        lam, z, excess = evaluate(ops, x)
+        zeros = ops.ConstantOfShape(ops.Shape(excess), value=ir.tensor(np.zeros(1, np.int64)))
+        zeros.type = ir.TensorType(INT64)
+
+        def iterate(inner: Ops, x, z, lam, excess, k):
+            active = inner.Greater(excess, zero)
+            x = inner.Where(active, inner.Div(z, inner.reduce("ReduceL2", z, [1], keepdims=1)), x)
+            lam, z, excess = evaluate(inner, x)
+            k = inner.Add(k, inner.Cast(active, to=INT64))
+            return any_active(inner, excess), [x, z, lam, excess, k]
+
+        _, _, lam, _, k = ops.loop(
+            "power_iteration",
+            ops.const(maxiter, INT64),
+            any_active(ops, excess),
+            {"x": x, "z": z, "lam": lam, "excess": excess, "k": zeros},
+            iterate,
+        )
+        sigma = ops.Mul(scale, ops.Sqrt(lam))
+        return sigma, ops.Reshape(k, ops.const([-1], INT64))
+
+    return make_function(
+        "SpectralNorm", opset, dtype, ["T", "x0"], body,
+        doc="σ = ‖T‖₂ of a stack of tall matrices by power iteration on T̂ᵀT̂, T̂ = T/max|T|; "
+        f"stops when ‖T̂ᵀT̂x − λx‖ ≤ {rtol:g}·λ + {atol:g} or after {maxiter} updates.",
+    )  # fmt: skip
+
+
+def contraction_function(opset: int, dtype: ir.DataType) -> ir.Function:
+    """``Contraction(A, σ, c) -> A·min(c/σ, 1)`` (broadcasting over a stack)."""
+
+    def body(ops: Ops, A: ir.Value, sigma: ir.Value, c: ir.Value) -> ir.Value:
+        return ops.Mul(A, ops.Min(ops.Div(c, sigma), ops.const(1.0)))
+
+    return make_function(
+        "Contraction", opset, dtype, ["A", "sigma", "c"], body,
+        doc="A′ = A·min(c/σ, 1): the weight of a LinearContraction, ‖A′‖₂ ≤ c.",
+    )  # fmt: skip
+
+
+def _activation(ops: Ops, name: str, x: ir.Value) -> ir.Value:
+    op_type, attributes, constants = ACTIVATION_OPS[name]
+    if name == "LeakyReLU" and ops.dtype == ir.DataType.DOUBLE:
+        # ONNX float attributes are float32: alpha = 0.01 would be off by 1e-9 in a float64 graph
+        return ops.Max(x, ops.Mul(x, ops.const(attributes["alpha"])))
+    return ops.op(op_type, x, *(ops.const(v) for v in constants), **attributes)
+
+
+def bottleneck_inputs(steps: Sequence[BottleneckStep]) -> list[str]:
+    names = []
+    for index, step in enumerate(steps):
+        if isinstance(step, LinearStep):
+            names += [f"weight{index}"] + ([f"bias{index}"] if step.bias else [])
+    return names
+
+
+def bottleneck_function(
+    opset: int, dtype: ir.DataType, steps: Sequence[BottleneckStep]
+) -> ir.Function:
+    """``Bottleneck(x, weight0, bias0, …) -> g(x)``: the block's ``nn.Sequential``, step by step."""
+
+    def body(ops: Ops, x: ir.Value, *parameters: ir.Value) -> ir.Value:
+        remaining = list(parameters)
+        for step in steps:
+            if isinstance(step, LinearStep):
+                weight = remaining.pop(0)
+                bias = remaining.pop(0) if step.bias else None
+                x = ops.Gemm(x, weight, bias, transB=int(step.transpose))
+            else:
+                x = _activation(ops, step.name, x)
+        return x
+
+    return make_function(
+        "Bottleneck", opset, dtype, ["x", *bottleneck_inputs(steps)], body,
+        doc="g(x): the residual branch of an iResNet block, Lip(g) < 1.",
+    )  # fmt: skip
+
+
+def block_forward_function(opset: int, dtype: ir.DataType, bottleneck: ir.Function) -> ir.Function:
+    """``BlockForward(x, parameters…) -> x + g(x)``."""
+    parameter_names = [value.name for value in bottleneck.inputs[1:]]
+
+    def body(ops: Ops, x: ir.Value, *parameters: ir.Value) -> ir.Value:
+        return ops.Add(x, ops.call(bottleneck, x, *parameters))
+
+    return make_function(
+        "BlockForward", opset, dtype, ["x", *parameter_names], body, doc="y = x + g(x)."
+    )
+
+
+def block_inverse_function(opset: int, dtype: ir.DataType, bottleneck: ir.Function) -> ir.Function:
+    """``BlockInverse(y, parameters…, maxiter, atol, rtol) -> (x, iterations, residual)``.
+
+    x₀ = y, x_{k+1} = y − g(x_k) while ``residual = max(|x_{k+1} − x_k| − rtol·|x_k|) > atol`` and
+    k < maxiter: one ReduceMax and one Greater decide, the cheap form of "every element converged".
+    """
+    parameter_names = [value.name for value in bottleneck.inputs[1:]]
+
+    def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        *parameters, maxiter, atol, rtol = rest
+
+        def step(inner: Ops, x, residual, k):
+            x_next = inner.Sub(y, inner.call(bottleneck, x, *parameters))
+            change = inner.Abs(inner.Sub(x_next, x))
+            residual = inner.reduce(
+                "ReduceMax", inner.Sub(change, inner.Mul(rtol, inner.Abs(x))), None, keepdims=0
+            )
+            k = inner.Add(k, inner.const(1, INT64))
+            return inner.Greater(residual, atol), [x_next, residual, k]
+
+        x, residual, k = ops.loop(
+            "fixed_point",
+            maxiter,
+            ops.const(True, BOOL),
+            {"x": y, "residual": ops.const(np.inf), "k": ops.const(0, INT64)},
+            step,
+        )
+        return x, k, residual
+
+    return make_function(
+        "BlockInverse", opset, dtype, ["y", *parameter_names, "maxiter", "atol", "rtol"], body,
+        doc="x with x + g(x) = y, by Banach fixed-point iteration; also the step count and residual.",
+    )  # fmt: skip

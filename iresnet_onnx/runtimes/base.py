@@ -1,0 +1,194 @@
+"""The one interface every runtime adapter implements, and what all of them share.
+
+A :class:`Session` takes numpy or torch input of shape ``[..., n]`` (any leading dims; the graph sees
+``[batch, n]``), checks its dtype, width and finiteness against the exported model, and returns numpy.
+"""
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from ..errors import InvalidModelError
+
+SOLVER_INPUTS = ("maxiter", "atol", "rtol")
+MAIN_OUTPUT = {"forward": "y", "inverse": "x"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a session needs to know about an exported graph, read from its metadata."""
+
+    path: Path
+    direction: str
+    dtype: np.dtype
+    input_size: int
+    nblocks: int
+    spectral_norm: str
+    hp: dict[str, Any]
+
+
+def read_model(path: str | Path) -> tuple[onnx.ModelProto, ModelInfo]:
+    """Load an exported graph; :class:`InvalidModelError` (naming the file) if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidModelError(f"ONNX file {path}: no such file")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as error:  # onnx raises DecodeError, ValueError, … for garbage
+        raise InvalidModelError(f"ONNX file {path}: not a readable ONNX model ({error})") from error
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    direction = metadata.get("iresnet_onnx.direction")
+    if direction not in MAIN_OUTPUT or not proto.graph.input:
+        raise InvalidModelError(
+            f"ONNX file {path}: not a forward/inverse graph exported by iresnet-onnx "
+            "(its metadata has no iresnet_onnx.direction)"
+        )
+    try:
+        hp = json.loads(metadata["iresnet_onnx.hp"])
+        dtype = np.dtype(metadata["iresnet_onnx.dtype"])
+        width = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    except (KeyError, ValueError, TypeError, IndexError) as error:
+        raise InvalidModelError(
+            f"ONNX file {path}: incomplete iresnet-onnx metadata ({error})"
+        ) from error
+    info = ModelInfo(
+        path=path,
+        direction=direction,
+        dtype=dtype,
+        input_size=int(width),
+        nblocks=int(hp.get("nblocks", 1)),
+        spectral_norm=metadata.get("iresnet_onnx.spectral_norm", "unknown"),
+        hp=hp,
+    )
+    return proto, info
+
+
+def check_solver_inputs(direction: str, solver: dict[str, Any]) -> None:
+    """``ValueError`` for solver inputs to a forward graph, unknown names or bad values."""
+    if not solver:
+        return
+    if direction != "inverse":
+        raise ValueError(f"solver inputs {sorted(solver)} only apply to the inverse graph")
+    unknown = set(solver) - set(SOLVER_INPUTS)
+    if unknown:
+        raise ValueError(
+            f"unknown solver inputs {sorted(unknown)}; known: {', '.join(SOLVER_INPUTS)}"
+        )
+    maxiter = solver.get("maxiter")
+    if maxiter is not None and (
+        isinstance(maxiter, bool) or int(maxiter) != maxiter or maxiter < 1
+    ):
+        raise ValueError(f"maxiter must be an int ≥ 1, got {maxiter!r}")
+    for name in ("atol", "rtol"):
+        value = solver.get(name)
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
+
+
+class Session(ABC):
+    """One exported graph on one runtime and device."""
+
+    runtime: str
+    device: str
+
+    def __init__(self, info: ModelInfo):
+        self.info = info
+
+    @property
+    def name(self) -> str:
+        """``"runtime:device"``, as :func:`iresnet_onnx.runtimes.available` lists it."""
+        return f"{self.runtime}:{self.device}"
+
+    @property
+    def direction(self) -> str:
+        return self.info.direction
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers that really run this session (onnxruntime), else the runtime."""
+        return [self.runtime]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.info.path)!r}, {self.name}, {self.direction})"
+
+    def run(self, array: Any, **solver: Any) -> np.ndarray:
+        """The main output (``y`` or ``x``) for ``array`` of shape ``[..., n]``, same shape."""
+        return self.run_all(array, **solver)[MAIN_OUTPUT[self.direction]]
+
+    def run_all(self, array: Any, **solver: Any) -> dict[str, np.ndarray]:
+        """Every output by name; the main one reshaped to the input's leading dims.
+
+        ``solver`` (inverse only): ``maxiter``, ``atol``, ``rtol`` overriding the model's defaults.
+        """
+        batch, leading = self._prepare(array)
+        check_solver_inputs(self.direction, solver)
+        main = MAIN_OUTPUT[self.direction]
+        if batch.shape[0] == 0:
+            outputs = {main: np.empty_like(self._numpy(batch))}
+            if self.direction == "inverse":
+                outputs["iterations"] = np.zeros(self.info.nblocks, np.int64)
+                outputs["residual"] = np.zeros(self.info.nblocks, self.info.dtype)
+        else:
+            outputs = self._run(batch, {k: v for k, v in solver.items() if v is not None})
+        outputs[main] = outputs[main].reshape(*leading, self.info.input_size)
+        return outputs
+
+    @abstractmethod
+    def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run the graph on a validated ``[batch, n]`` array (numpy, or torch for some adapters)."""
+
+    def _numpy(self, batch: Any) -> np.ndarray:
+        return batch.detach().cpu().numpy() if isinstance(batch, torch.Tensor) else batch
+
+    def _prepare(self, array: Any) -> tuple[Any, tuple[int, ...]]:
+        """Check dtype, width and finiteness; flatten the leading dims. Torch tensors stay torch."""
+        info = self.info
+        if isinstance(array, torch.Tensor):
+            dtype = (
+                np.dtype(str(array.dtype).removeprefix("torch."))
+                if array.is_floating_point()
+                else None
+            )
+            values = array.detach()
+        else:
+            values = np.asarray(array)
+            dtype = values.dtype if values.dtype.kind == "f" else None
+        if dtype != info.dtype:
+            raise ValueError(
+                f"{info.path.name}: expected {info.dtype.name} input, got "
+                f"{dtype.name if dtype is not None else str(getattr(array, 'dtype', type(array).__name__))}"
+            )
+        if values.ndim == 0 or values.shape[-1] != info.input_size:
+            got = "a scalar" if values.ndim == 0 else f"last dimension {values.shape[-1]}"
+            raise ValueError(
+                f"{info.path.name}: expected input of shape [..., {info.input_size}], got {got} "
+                f"(shape {list(values.shape)})"
+            )
+        finite = (
+            bool(torch.isfinite(values).all())
+            if isinstance(values, torch.Tensor)
+            else bool(np.isfinite(values).all())
+        )
+        if not finite:
+            raise ValueError(f"{info.path.name}: the input contains NaN or Inf")
+        leading = tuple(values.shape[:-1])
+        batch = values.reshape(-1, info.input_size)
+        if isinstance(batch, np.ndarray):
+            batch = np.ascontiguousarray(batch)
+        return batch, leading
+
+    def solver_feeds(self, solver: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Solver overrides as the scalar tensors the inverse graph takes."""
+        feeds = {}
+        if "maxiter" in solver:
+            feeds["maxiter"] = np.array(int(solver["maxiter"]), np.int64)
+        for name in ("atol", "rtol"):
+            if name in solver:
+                feeds[name] = np.array(solver[name], self.info.dtype)
+        return feeds

@@ -1,0 +1,72 @@
+"""Eager PyTorch behind the session interface, so that parity is runtime against runtime.
+
+From a model object, or from an exported graph: then the checkpoint ``model.pt`` beside it is loaded
+and the graph's metadata says which direction to run.
+"""
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..iresnet import ConvergenceWarning, iResNet, iResNetBlock
+from .base import ModelInfo, Session, read_model
+
+CHECKPOINT_NAME = "model.pt"
+
+
+class EagerSession(Session):
+    runtime = "torch"
+
+    def __init__(
+        self,
+        source: str | Path | iResNet | iResNetBlock,
+        device: str = "cpu",
+        *,
+        direction: str | None = None,
+        checkpoint: str | Path | None = None,
+    ):
+        if isinstance(source, (iResNet, iResNetBlock)):
+            model = copy.deepcopy(source)  # the session sets eval mode and a device: not on yours
+            if direction not in ("forward", "inverse"):
+                raise ValueError(
+                    "a torch session of a model object needs direction='forward' or 'inverse'"
+                )
+            dtype = np.dtype(str(next(model.parameters()).dtype).removeprefix("torch."))
+            info = ModelInfo(
+                path=Path(f"<{type(model).__name__}>"),
+                direction=direction,
+                dtype=dtype,
+                input_size=model.input_size,
+                nblocks=len(model.blocks) if isinstance(model, iResNet) else 1,
+                spectral_norm="eager",
+                hp=model.HP,
+            )
+        else:
+            _, info = read_model(source)
+            model = load_checkpoint(checkpoint or Path(source).with_name(CHECKPOINT_NAME))
+        super().__init__(info)
+        self.device = device
+        self.model = model.to(device).eval()
+        self.blocks = list(model.blocks) if isinstance(model, iResNet) else [model]
+
+    def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
+        tensor = torch.as_tensor(batch).to(self.device)
+        with torch.no_grad():
+            if self.direction == "forward":
+                return {"y": self.model(tensor).cpu().numpy()}
+            with warnings.catch_warnings():
+                # the ONNX graphs report the residual instead of warning; so does this session
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                x = self.model.inverse(
+                    tensor, solver.get("maxiter"), solver.get("atol"), solver.get("rtol")
+                )
+        return {
+            "x": x.cpu().numpy(),
+            "iterations": np.array([int(b.iterations) for b in self.blocks], np.int64),
+            "residual": np.array([float(b.residual) for b in self.blocks], self.info.dtype),
+        }

@@ -1,0 +1,143 @@
+"""onnxruntime: CPU, CUDA (IO binding for torch CUDA tensors) and TensorRT where present.
+
+onnxruntime-gpu silently drops an execution provider it cannot start and runs on the CPU; every
+session here checks ``get_providers()`` and raises instead.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InvalidModelError, RuntimeUnavailableError
+from .base import MAIN_OUTPUT, Session, read_model
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def session_options(
+    threads: int | None = None,
+    optimization_level: str = "all",
+    profile_prefix: str | None = None,
+    log_severity: int = 3,
+) -> Any:
+    """``onnxruntime.SessionOptions`` from plain arguments.
+
+    ``log_severity=3`` (errors) hides onnxruntime's note that the inverse graph's optional inputs
+    are initializers, which is how ONNX gives an input a default.
+    """
+    import onnxruntime as ort
+
+    if optimization_level not in OPTIMIZATION_LEVELS:
+        raise ValueError(
+            f"optimization_level must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization_level!r}"
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization_level]
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    options.log_severity_level = log_severity
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return options
+
+
+class OnnxRuntimeSession(Session):
+    """An exported graph on onnxruntime. Options: ``threads``, ``optimization_level``,
+    ``profile_prefix`` (enables onnxruntime's profiler), ``log_severity``."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: str = "cpu", **options: Any):
+        import onnxruntime as ort
+
+        proto, info = read_model(path)
+        super().__init__(info)
+        if device not in PROVIDERS:
+            raise RuntimeUnavailableError(
+                f"onnxruntime has no device {device!r}; use cpu, cuda or tensorrt"
+            )
+        self.device = device
+        try:
+            self.session = ort.InferenceSession(
+                proto.SerializeToString(), session_options(**options), providers=PROVIDERS[device]
+            )
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
+            raise InvalidModelError(f"onnxruntime cannot load {info.path}: {error}") from error
+        wanted = PROVIDERS[device][0]
+        if wanted not in self.session.get_providers():
+            raise RuntimeUnavailableError(
+                f"onnxruntime did not start {wanted} for {info.path} (it would silently run on "
+                f"{', '.join(self.session.get_providers())})"
+            )
+        self.output_names = [output.name for output in self.session.get_outputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def end_profiling(self) -> str:
+        """Stop the profiler (see ``profile_prefix``) and return the trace file's path."""
+        return self.session.end_profiling()
+
+    def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
+        feeds = self.solver_feeds(solver)
+        input_name = "x" if self.direction == "forward" else "y"
+        if isinstance(batch, torch.Tensor) and batch.is_cuda and self.device != "cpu":
+            outputs = self._run_bound(batch, feeds)
+            return {name: value.cpu().numpy() for name, value in outputs.items()}
+        feeds[input_name] = self._numpy(batch)
+        return dict(zip(self.output_names, self.session.run(None, feeds)))
+
+    def run_torch(self, tensor: torch.Tensor, **solver: Any) -> dict[str, torch.Tensor]:
+        """CUDA only: torch CUDA tensor in, torch CUDA tensors out, with no host copy (IO binding)."""
+        if self.device == "cpu" or not tensor.is_cuda:
+            raise ValueError("run_torch needs a CUDA session and a torch CUDA tensor")
+        batch, leading = self._prepare(tensor)
+        outputs = self._run_bound(batch.contiguous(), self.solver_feeds(solver))
+        main = MAIN_OUTPUT[self.direction]
+        outputs[main] = outputs[main].reshape(*leading, self.info.input_size)
+        return outputs
+
+    def _run_bound(
+        self, batch: torch.Tensor, feeds: dict[str, np.ndarray]
+    ) -> dict[str, torch.Tensor]:
+        binding = self.session.io_binding()
+        device_id = batch.device.index or 0
+        element_type = self.info.dtype.type
+        input_name = "x" if self.direction == "forward" else "y"
+        binding.bind_input(
+            input_name, "cuda", device_id, element_type, list(batch.shape), batch.data_ptr()
+        )
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        outputs: dict[str, torch.Tensor] = {}
+        main = MAIN_OUTPUT[self.direction]
+        outputs[main] = torch.empty_like(batch)
+        binding.bind_output(
+            main, "cuda", device_id, element_type, list(batch.shape), outputs[main].data_ptr()
+        )
+        for name in self.output_names:
+            if name != main:
+                binding.bind_output(name, "cpu")
+        binding.synchronize_inputs()
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        # get_outputs() keeps the binding order: the main output first, then the host-side ones
+        extra = [n for n in self.output_names if n != main]
+        for name, value in zip(extra, binding.get_outputs()[1:]):
+            outputs[name] = torch.from_numpy(value.numpy())
+        return outputs

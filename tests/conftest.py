@@ -1,0 +1,41 @@
+"""Shared builders: small models with their weights scaled up so the contraction really bites."""
+
+import pytest
+import torch
+
+from iresnet_onnx import export, iResNet
+
+
+def make_model(
+    n: int = 8,
+    nblocks: int = 2,
+    *,
+    variant: str = "lowrank",
+    activation: str = "ReLU",
+    scale: float = 10.0,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    **block_hp,
+) -> iResNet:
+    """An eval-mode iResNet whose weights are ×``scale`` (so every σ is renormalised)."""
+    torch.manual_seed(seed)
+    block = {"variant": variant, "activation": activation, **block_hp}
+    model = iResNet(n, nblocks=nblocks, iResNetBlock=block)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("weight"):
+                parameter.mul_(scale)
+    return model.to(dtype).eval()
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """export(model, dir, **kwargs) once per distinct call in the whole session (exports are cached)."""
+    cache = {}
+
+    def get(key: str, model: iResNet, **kwargs):
+        if key not in cache:
+            cache[key] = export(model, tmp_path_factory.mktemp(key), **kwargs)
+        return cache[key]
+
+    return get

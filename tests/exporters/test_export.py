@@ -1,0 +1,101 @@
+"""export(): the folder it writes, its manifest, float64, a single block, validation and bad arguments."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from iresnet_onnx import export, iResNet, iResNetBlock, load_checkpoint, runtimes
+from iresnet_onnx.errors import ExportError, ParityError
+from iresnet_onnx.exporters import functions, read_manifest, verify_hashes
+from iresnet_onnx.exporters.manifest import sha256
+from tests.conftest import make_model
+
+
+def test_export_folder_and_manifest(exported):
+    model = make_model(8, 2)
+    result = exported("manifest", model)
+    assert sorted(p.name for p in result.out_dir.iterdir()) == [
+        "forward.onnx", "inverse.onnx", "manifest.json", "model.pt"
+    ]  # fmt: skip
+    manifest = read_manifest(result.out_dir)
+    assert manifest["opset"] == 18 and manifest["spectral_norm"] == "loop"
+    assert manifest["hp"]["nblocks"] == 2 and manifest["input_size"] == 8
+    assert {"torch", "onnx", "onnxscript", "onnxruntime", "numpy"} <= set(manifest["versions"])
+    for name in ("forward.onnx", "inverse.onnx", "model.pt"):
+        assert manifest["files"][name]["sha256"] == sha256(result.out_dir / name)
+    assert verify_hashes(result.out_dir, manifest) == dict.fromkeys(manifest["files"], "ok")
+    assert manifest["validation"]["passed"] is True
+    assert {row["shape"][0] for row in manifest["validation"]["rows"]} == {1, 7, 257, 2}
+    assert manifest["graphs"]["inverse"]["op_counts"]["Loop"] == 2  # power iteration + fixed point
+    assert json.loads(json.dumps(result.report.to_dict())) == manifest["validation"]
+    # the folder is self-contained: its checkpoint reproduces the model
+    restored = load_checkpoint(result.checkpoint)
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        assert torch.equal(restored(x), model(x))
+
+
+def test_tampered_file_is_reported_by_the_hashes(exported, tmp_path):
+    result = exported("hashes", make_model(4, 1))
+    manifest = read_manifest(result.out_dir)
+    proto = onnx.load(result.inverse)
+    proto.doc_string = "edited"
+    onnx.save(proto, result.inverse)
+    (result.out_dir / "model.pt").unlink()
+    status = verify_hashes(result.out_dir, manifest)
+    assert status == {"forward.onnx": "ok", "inverse.onnx": "modified", "model.pt": "missing"}
+
+
+def test_single_block_export(tmp_path):
+    torch.manual_seed(0)
+    block = iResNetBlock(5, variant="mlp", activation="Tanh").eval()
+    result = export(block, tmp_path)
+    assert result.report.passed
+    session = runtimes.load(result.inverse)
+    y = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    assert session.run_all(y)["iterations"].shape == (1,)
+
+
+@pytest.mark.parametrize("activation", ["ELU", "Tanh", "LeakyReLU", "Softplus"])
+def test_float64_export(tmp_path, activation):
+    model = make_model(6, 2, activation=activation, dtype=torch.float64)
+    result = export(model, tmp_path)
+    assert result.report.passed and result.report.dtype == "float64"
+    assert max(row.max_abs for row in result.report.rows if row.direction == "forward") < 1e-12
+
+
+def test_float64_without_an_onnx_kernel_is_a_clear_error(tmp_path):
+    model = make_model(4, 1, activation="CELU", dtype=torch.float64)
+    with pytest.raises(ExportError, match="forward.onnx"):
+        export(model, tmp_path)
+
+
+def test_validation_miss_is_a_parity_error(tmp_path, monkeypatch):
+    # a wrong activation mapping (0.5-leaky instead of ReLU) makes the graphs disagree with eager
+    monkeypatch.setitem(functions.ACTIVATION_OPS, "ReLU", ("LeakyRelu", {"alpha": 0.5}, ()))
+    with pytest.raises(ParityError, match=r"onnxruntime:cpu forward on \[1, 6\]: max\|Δ\|"):
+        export(make_model(6, 1), tmp_path)
+    assert read_manifest(tmp_path)["validation"]["passed"] is False  # written for inspection
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "error", "message"),
+    [
+        (torch.nn.Linear(3, 3), {}, TypeError, "iResNet or iResNetBlock, got Linear"),
+        (None, {"spectral_norm": "unrolled"}, ValueError, "unknown spectral_norm mode 'unrolled'"),
+        (None, {"opset": 16}, ValueError, "opset 16 is not supported; choose 17–21"),
+        (None, {"opset": 22}, ValueError, "opset 22 is not supported"),
+        (
+            iResNet(3, nblocks=1).half(),
+            {},
+            ValueError,
+            "float32 and float64 models, got torch.float16",
+        ),
+    ],
+)
+def test_bad_arguments(tmp_path, model, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        export(model if model is not None else iResNet(3, nblocks=1), tmp_path, **kwargs)

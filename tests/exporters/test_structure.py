@@ -1,0 +1,140 @@
+"""What the exported graphs contain: Loop nodes where they belong, functions, types, metadata."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from iresnet_onnx import __version__
+from iresnet_onnx.exporters import graph_summary
+from tests.conftest import make_model
+
+
+def loops_in(proto: onnx.ModelProto) -> list[dict]:
+    return graph_summary(proto)["loops"]
+
+
+@pytest.fixture(scope="module")
+def lowrank(exported):
+    model = make_model(16, 3, variant="lowrank", activation="ELU")
+    return (
+        model,
+        exported("structure-loop", model),
+        exported("structure-folded", model, spectral_norm="folded"),
+    )
+
+
+@pytest.fixture(scope="module")
+def mlp(exported):
+    model = make_model(16, 2, variant="mlp", activation="Tanh")
+    return model, exported("structure-mlp-loop", model)
+
+
+def test_loop_mode_has_power_iteration_loops_and_folded_has_none(lowrank, mlp):
+    _, loop, folded = lowrank
+    forward = onnx.load(loop.forward)
+    power_loops = [entry for entry in loops_in(forward) if entry["body"] == "power_iteration"]
+    # one Loop for all six contractions (they share one shape), inside the SpectralNorm function
+    assert len(power_loops) == 1 and power_loops[0]["where"] == "function iresnet_onnx.SpectralNorm"
+    assert graph_summary(forward)["op_counts"]["iresnet_onnx.SpectralNorm"] == 1
+    assert loops_in(onnx.load(folded.forward)) == []
+    # mlp: the hidden×hidden layers have a second shape, so a second SpectralNorm call
+    assert graph_summary(onnx.load(mlp[1].forward))["op_counts"]["iresnet_onnx.SpectralNorm"] == 2
+
+
+def test_inverse_has_one_fixed_point_loop_per_block(lowrank):
+    _, loop, folded = lowrank
+    for result, power_calls in ((loop, 1), (folded, 0)):
+        summary = graph_summary(onnx.load(result.inverse))
+        assert summary["op_counts"]["iresnet_onnx.BlockInverse"] == 3
+        fixed_point = [e for e in summary["loops"] if e["body"] == "fixed_point"]
+        assert [e["where"] for e in fixed_point] == ["function iresnet_onnx.BlockInverse"]
+        assert summary["op_counts"].get("iresnet_onnx.SpectralNorm", 0) == power_calls
+
+
+def test_named_functions_and_metadata(lowrank):
+    _model, loop, _ = lowrank
+    forward, inverse = onnx.load(loop.forward), onnx.load(loop.inverse)
+    assert {f.name for f in forward.functions} == {
+        "SpectralNorm",
+        "Contraction",
+        "Bottleneck",
+        "BlockForward",
+    }
+    assert {f.name for f in inverse.functions} == {
+        "SpectralNorm",
+        "Contraction",
+        "Bottleneck",
+        "BlockInverse",
+    }
+    assert all(f.domain == "iresnet_onnx" for f in forward.functions)
+    metadata = {p.key: p.value for p in forward.metadata_props}
+    assert metadata["iresnet_onnx.version"] == __version__
+    assert json.loads(metadata["iresnet_onnx.hp"])["iResNetBlock"]["activation"] == "ELU"
+    assert metadata["iresnet_onnx.spectral_norm"] == "loop"
+    for value in [
+        *forward.graph.input,
+        *forward.graph.output,
+        *inverse.graph.input,
+        *inverse.graph.output,
+    ]:
+        assert value.doc_string, value.name
+
+
+def test_interface_types_and_shapes(lowrank):
+    _, loop, _ = lowrank
+    for path, inputs, outputs in (
+        (loop.forward, {"x": [None, 16]}, {"y": [None, 16]}),
+        (loop.inverse, {"y": [None, 16], "maxiter": [], "atol": [], "rtol": []},
+         {"x": [None, 16], "iterations": [3], "residual": [3]}),
+    ):  # fmt: skip
+        proto = onnx.load(path)
+        onnx.checker.check_model(proto, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        for values, expected in ((inferred.graph.input, inputs), (inferred.graph.output, outputs)):
+            shapes = {
+                v.name: [
+                    d.dim_value if d.HasField("dim_value") else None
+                    for d in v.type.tensor_type.shape.dim
+                ]
+                for v in values
+            }
+            assert shapes == expected
+    inverse = onnx.load(loop.inverse)
+    types = {v.name: v.type.tensor_type.elem_type for v in inverse.graph.output}
+    assert types == {"x": onnx.TensorProto.FLOAT, "iterations": onnx.TensorProto.INT64,
+                     "residual": onnx.TensorProto.FLOAT}  # fmt: skip
+    # maxiter/atol/rtol are optional: initializers carry the model's defaults
+    defaults = {i.name: numpy_helper.to_array(i) for i in inverse.graph.initializer}
+    assert defaults["maxiter"] == 100 and defaults["maxiter"].dtype == np.int64
+    assert defaults["atol"] == np.float32(1e-6) and defaults["rtol"] == np.float32(1e-5)
+
+
+def test_loop_mode_initializers_are_the_raw_weights_and_folded_hold_the_effective_ones(lowrank):
+    model, loop, folded = lowrank
+    state = model.state_dict()
+    raw = {i.name: numpy_helper.to_array(i) for i in onnx.load(loop.forward).graph.initializer}
+    for name, tensor in state.items():
+        if name.endswith(".weight"):
+            np.testing.assert_array_equal(raw[name], tensor.numpy())
+    baked = {i.name: numpy_helper.to_array(i) for i in onnx.load(folded.forward).graph.initializer}
+    assert not any(name.endswith(".weight") for name in baked)
+    layer = model.blocks[1].bottleneck[0]  # 16 → 4: a wide layer, stored transposed
+    with torch.no_grad():
+        expected = layer.effective_weight().numpy()
+    np.testing.assert_array_equal(baked["blocks.1.bottleneck.0.effective_weight"], expected.T)
+    assert np.linalg.norm(expected, 2) == pytest.approx(0.97, rel=1e-5)
+
+
+@pytest.mark.parametrize("opset", [17, 21])
+def test_opset_ends(opset, exported):
+    model = make_model(6, 2, activation="Tanh")
+    result = exported(f"opset{opset}", model, opset=opset)
+    for path in (result.forward, result.inverse):
+        proto = onnx.load(path)
+        assert {o.domain: o.version for o in proto.opset_import}[""] == opset
+        onnx.checker.check_model(proto, full_check=True)
+    assert result.report.passed

@@ -1,0 +1,60 @@
+"""The parity matrix: every configuration × every runtime that really runs here.
+
+Widths 2, 17, 64 × lowrank/mlp × ReLU/ELU/Tanh × 1 and 5 blocks × loop/folded spectral norm, each on
+batches 1, 7 and 1000 plus leading dims [2, 3, n] (about 30 s for the 72 configurations on 2 cores).
+"""
+
+import itertools
+
+import pytest
+
+from iresnet_onnx import export, runtimes
+from iresnet_onnx.parity import check
+from tests.conftest import make_model
+
+WIDTHS = (2, 17, 64)
+VARIANTS = ("lowrank", "mlp")
+ACTIVATIONS = ("ReLU", "ELU", "Tanh")
+DEPTHS = (1, 5)
+MODES = ("loop", "folded")
+BATCHES = (1, 7, 1000)
+
+
+CONFIGS = list(itertools.product(WIDTHS, VARIANTS, ACTIVATIONS, DEPTHS, MODES))
+
+
+def onnx_runtimes() -> list[str]:
+    return [name for name in runtimes.available() if not name.startswith("torch:")]
+
+
+def run_config(tmp_path, n, variant, activation, nblocks, mode):
+    model = make_model(n, nblocks, variant=variant, activation=activation, seed=n)
+    export(model, tmp_path, spectral_norm=mode, validate=False)
+    report = check(model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=BATCHES, seed=1)
+    assert report.passed, str(report)
+    assert {row.runtime for row in report.rows} == set(onnx_runtimes())
+    assert {tuple(row.shape) for row in report.rows} == {(1, n), (7, n), (1000, n), (2, 3, n)}
+    for row in report.rows:
+        if row.direction == "inverse":
+            assert len(row.iterations) == nblocks and min(row.iterations) >= 1
+
+
+def test_both_onnx_runtimes_are_in_the_matrix():
+    assert {"onnxruntime:cpu", "reference:cpu"} <= set(onnx_runtimes())
+
+
+@pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), CONFIGS)
+def test_parity(tmp_path, n, variant, activation, nblocks, mode):
+    run_config(tmp_path, n, variant, activation, nblocks, mode)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(
+    "onnxruntime:cuda" not in runtimes.available(), reason="no CUDA device for onnxruntime here"
+)
+@pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), CONFIGS[::6])
+def test_parity_cuda(tmp_path, n, variant, activation, nblocks, mode):
+    model = make_model(n, nblocks, variant=variant, activation=activation, seed=n)
+    export(model, tmp_path, spectral_norm=mode, validate=False)
+    report = check(model, tmp_path, runtimes=["onnxruntime:cuda"], batch_sizes=BATCHES, seed=1)
+    assert report.passed, str(report)
