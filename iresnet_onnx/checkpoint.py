@@ -7,7 +7,6 @@ so a pickle that carries code is rejected instead of run.
 
 import json
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +50,13 @@ def load_checkpoint(path: str | Path) -> iResNet | iResNetBlock:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"checkpoint {path}: refused to unpickle (it holds objects other than tensors and "
-            f"plain data, possibly code): {str(error).splitlines()[0]}"
+            f"checkpoint {path}: refused to unpickle: it is corrupt or holds objects other than "
+            f"tensors and plain data (possibly code): {str(error).splitlines()[0]}"
         ) from error
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path}: not a readable torch file ({error})") from error
+    except Exception as error:  # torch.load raises many types (IndexError, KeyError, …) for garbage
+        raise CheckpointError(
+            f"checkpoint {path}: not a readable torch file ({error!r})"
+        ) from error
     return _model_from_payload(payload, path)
 
 
@@ -66,7 +67,8 @@ def _model_from_payload(payload: Any, path: Path) -> iResNet | iResNetBlock:
         raise CheckpointError(
             f"checkpoint {path}: format version {payload.get('version')!r}, this package reads {VERSION}"
         )
-    cls = _CLASSES.get(payload.get("class"))
+    name = payload.get("class")
+    cls = _CLASSES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise CheckpointError(f"checkpoint {path}: unknown model class {payload.get('class')!r}")
     try:

@@ -17,7 +17,14 @@ import onnx
 
 from ..checkpoint import save_checkpoint
 from ..errors import RuntimeUnavailableError
-from .config import DEFAULT_OPSET, SPECTRAL_NORM_MODES, SUPPORTED_OPSETS, ExportOptions, describe
+from .config import (
+    DEFAULT_OPSET,
+    SPECTRAL_NORM_MODES,
+    SUPPORTED_OPSETS,
+    ExportOptions,
+    describe,
+    with_solver_defaults,
+)
 from .convert import build_forward, build_inverse
 from .manifest import MANIFEST_NAME, read_manifest, verify_hashes, write_manifest
 from .summary import graph_summary
@@ -70,6 +77,9 @@ def export(
     runtimes: list[str] | None = None,
     batch_sizes: tuple[int, ...] | None = None,
     seed: int = 0,
+    maxiter: int | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
 ) -> ExportResult:
     """Export an ``iResNet`` or ``iResNetBlock`` to ``out_dir``.
 
@@ -78,6 +88,9 @@ def export(
     are compared with eager PyTorch on fresh inputs (batch sizes 1, 7, 257 and leading dims) on
     ``runtimes`` (default onnxruntime CPU); a miss raises :class:`~iresnet_onnx.errors.ParityError`
     after the folder (manifest included) is written, so the failure can be inspected.
+
+    ``maxiter``, ``atol``, ``rtol`` replace the model's solver defaults in ``inverse.onnx`` (and in
+    the folder's checkpoint, so that the folder stays consistent); the model passed in is untouched.
     """
     from .. import parity
 
@@ -94,6 +107,8 @@ def export(
                     f"cannot validate the export: {error} (or pass validate=False)"
                 ) from error
 
+    if maxiter is not None or atol is not None or rtol is not None:
+        model = with_solver_defaults(model, maxiter=maxiter, atol=atol, rtol=rtol)
     started = time.perf_counter()
     spec = describe(model)
     out_dir = Path(out_dir)

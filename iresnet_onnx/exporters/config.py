@@ -1,5 +1,6 @@
 """What to export: the options, and a framework-free description of the model's tensors."""
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..iresnet import iResNet, iResNetBlock
+from ..iresnet import check_solver_options, iResNet, iResNetBlock
 from ..layers import POWER_ITERATION, LinearContraction
 from .functions import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
 
@@ -182,3 +183,32 @@ def describe(model: Any) -> ModelSpec:
 
 def _jsonable(hp: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(hp, default=str))
+
+
+def with_solver_defaults(
+    model: Any, *, maxiter: int | None, atol: float | None, rtol: float | None
+) -> Any:
+    """A copy of ``model`` whose blocks (and HP) use these inverse-solver defaults."""
+    if not isinstance(model, (iResNet, iResNetBlock)):
+        raise TypeError(
+            f"export takes an iresnet_onnx.iResNet or iResNetBlock, got {type(model).__name__}"
+        )
+    model = copy.deepcopy(model)
+    blocks = list(model.blocks) if isinstance(model, iResNet) else [model]
+    first = blocks[0]
+    values = {
+        "maxiter": first.maxiter if maxiter is None else maxiter,
+        "atol": first.atol if atol is None else atol,
+        "rtol": first.rtol if rtol is None else rtol,
+    }
+    check_solver_options(values["maxiter"], values["atol"], values["rtol"], "export")
+    for block in blocks:
+        block.maxiter, block.atol, block.rtol = (
+            values["maxiter"],
+            float(values["atol"]),
+            float(values["rtol"]),
+        )
+        block.HP.update(values)
+    if isinstance(model, iResNet):
+        model.HP["iResNetBlock"].update(values)
+    return model

@@ -87,7 +87,11 @@ def check_solver_inputs(direction: str, solver: dict[str, Any]) -> None:
         raise ValueError(f"maxiter must be an int ≥ 1, got {maxiter!r}")
     for name in ("atol", "rtol"):
         value = solver.get(name)
-        if value is not None and not (np.isfinite(value) and value >= 0):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not (np.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
 
 

@@ -71,9 +71,10 @@ class OnnxRuntimeSession(Session):
                 f"onnxruntime has no device {device!r}; use cpu, cuda or tensorrt"
             )
         self.device = device
+        settings = session_options(**options)  # a bad option is the caller's error, not the file's
         try:
             self.session = ort.InferenceSession(
-                proto.SerializeToString(), session_options(**options), providers=PROVIDERS[device]
+                proto.SerializeToString(), settings, providers=PROVIDERS[device]
             )
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
             raise InvalidModelError(f"onnxruntime cannot load {info.path}: {error}") from error
