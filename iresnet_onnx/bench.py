@@ -46,15 +46,27 @@ class BenchRow:
     """Mean fixed-point steps per block (inverse rows)."""
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+def interleaved_medians(
+    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3, rounds: int = 5
+) -> dict[str, float]:
+    """Median seconds of each function over ``repeats`` timed calls, taken in ``rounds`` turns.
+
+    On a shared machine the background load drifts; taking turns exposes every candidate to the
+    same drift, so the ratios stay meaningful when absolute times wander. Within a turn a function
+    runs back to back (its first call untimed), so no candidate is timed with caches another one
+    just filled.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    per_turn = max(1, -(-repeats // rounds))
+    for turn in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(warmup if turn == 0 else 1):
+                fn()
+            for _ in range(per_turn):
+                started = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def repeats_for(batch: int, width: int, repeats: int) -> int:
@@ -122,15 +134,19 @@ def bench_export(
     for direction, batch in tqdm(cases, desc="bench", disable=not progress):
         data = _inputs(batch, width, dtype, seed)
         count = repeats_for(batch, width, repeats)
-        eager_session = sessions[("torch:cpu", direction)]
-        eager = median_seconds(lambda s=eager_session, x=data: s.run(x), count)
+        medians = interleaved_medians(
+            {
+                name: (lambda s=sessions[(name, direction)], x=data: s.run(x))
+                for name in ["torch:cpu", *names]
+            },
+            count,
+        )
+        eager = medians.pop("torch:cpu")
         rows.append(BenchRow("torch eager", direction, width, batch, eager * 1e6, 1.0))
-        for name in names:
-            session = sessions[(name, direction)]
-            seconds = median_seconds(lambda s=session, x=data: s.run(x), count)
+        for name, seconds in medians.items():
             steps = None
             if direction == "inverse":
-                steps = float(session.run_all(data)["iterations"].mean())
+                steps = float(sessions[(name, direction)].run_all(data)["iterations"].mean())
             rows.append(
                 BenchRow(name, direction, width, batch, seconds * 1e6, eager / seconds, steps)
             )
@@ -197,31 +213,37 @@ def bench_suite(
     threads: int = 2,
     repeats: int = 100,
     solver: dict[str, Any] | None = None,
-    export_options: dict[str, Any] | None = None,
+    steps_per_check: tuple[int, ...] = (1, 8),
     progress: bool = True,
     seed: int = 0,
 ) -> list[BenchRow]:
-    """The performance benchmark (see the module docstring); ratio = baseline / implementation."""
+    """The performance benchmark (see the module docstring); ratio = baseline / implementation.
+
+    onnxruntime runs loop and folded exports; for each ``steps_per_check`` K > 1 the inverse is also
+    timed with K fixed-point steps per Loop iteration (rows "… K=8").
+    """
     from .exporters import export
 
     solver = solver or {"maxiter": 100, "atol": 1e-6, "rtol": 1e-6}
     torch.set_num_threads(threads)
     rows: list[BenchRow] = []
-    cases = [(w, b) for w in widths for b in batches]
-    bar = tqdm(total=len(cases), desc="benchmark", disable=not progress)
+    bar = tqdm(total=len(widths) * len(batches), desc="benchmark", disable=not progress)
     for width in widths:
         model = suite_model(width, seed=seed)
         baseline = Baseline(model)
         scripted = torch.jit.script(copy.deepcopy(model))
         with tempfile.TemporaryDirectory() as tmp:
-            sessions = {}
+            sessions: dict[tuple[str, str], Any] = {}
             for mode in ("loop", "folded"):
-                out = Path(tmp) / mode
-                export(model, out, spectral_norm=mode, validate=False, **(export_options or {}))
-                for direction in ("forward", "inverse"):
-                    sessions[(mode, direction)] = rt.load(
-                        out / f"{direction}.onnx", "onnxruntime", "cpu", threads=threads
-                    )
+                for k in steps_per_check:
+                    label = f"onnxruntime {mode}" + (f" K={k}" if k > 1 else "")
+                    out = Path(tmp) / f"{mode}-{k}"
+                    export(model, out, spectral_norm=mode, steps_per_check=k, validate=False)
+                    directions = ("forward", "inverse") if k == 1 else ("inverse",)
+                    for direction in directions:
+                        sessions[(label, direction)] = rt.load(
+                            out / f"{direction}.onnx", "onnxruntime", "cpu", threads=threads
+                        )
             for batch in batches:
                 rows += _bench_case(
                     model, scripted, baseline, sessions, width, batch, solver, repeats, seed
@@ -238,43 +260,77 @@ def _bench_case(
     tensor = torch.from_numpy(data)
     count = repeats_for(batch, width, repeats)
     maxiter, atol, rtol = solver["maxiter"], solver["atol"], solver["rtol"]
+    candidates = {
+        "forward": {
+            BASELINE: lambda: baseline.forward(tensor),
+            "iresnet_onnx eager": lambda: model(tensor),
+            "iresnet_onnx TorchScript": lambda: scripted(tensor),
+        },
+        "inverse": {
+            BASELINE: lambda: baseline.inverse(tensor, maxiter, atol, rtol),
+            "iresnet_onnx eager": lambda: model.inverse(tensor, maxiter, atol, rtol),
+            "iresnet_onnx TorchScript": lambda: scripted.inverse(tensor, maxiter, atol, rtol),
+        },
+    }
+    for (label, direction), session in sessions.items():
+        options = solver if direction == "inverse" else {}
+        candidates[direction][label] = lambda s=session, o=options: s.run(data, **o)
     rows = []
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # TorchScript's copy of the warning
-        implementations = {
-            "forward": {
-                "baseline (torch, A′ precomputed)": lambda: baseline.forward(tensor),
-                "iresnet_onnx eager": lambda: model(tensor),
-                "iresnet_onnx TorchScript": lambda: scripted(tensor),
-                "onnxruntime loop": lambda: sessions[("loop", "forward")].run(data),
-                "onnxruntime folded": lambda: sessions[("folded", "forward")].run(data),
-            },
-            "inverse": {
-                "baseline (torch, A′ precomputed)": lambda: baseline.inverse(
-                    tensor, maxiter, atol, rtol
-                ),
-                "iresnet_onnx eager": lambda: model.inverse(tensor, maxiter, atol, rtol),
-                "iresnet_onnx TorchScript": lambda: scripted.inverse(tensor, maxiter, atol, rtol),
-                "onnxruntime loop": lambda: sessions[("loop", "inverse")].run(data, **solver),
-                "onnxruntime folded": lambda: sessions[("folded", "inverse")].run(data, **solver),
-            },
-        }
-        for direction, candidates in implementations.items():
-            base = None
-            for name, fn in candidates.items():
-                seconds = median_seconds(fn, count)
-                base = base or seconds
+        for direction, implementations in candidates.items():
+            medians = interleaved_medians(implementations, count)
+            for name, seconds in medians.items():
                 steps = None
-                if direction == "inverse" and name.startswith("onnxruntime"):
-                    mode = name.split()[-1]
-                    steps = float(
-                        sessions[(mode, "inverse")].run_all(data, **solver)["iterations"].mean()
-                    )
-                rows.append(
-                    BenchRow(name, direction, width, batch, seconds * 1e6, base / seconds, steps)
-                )
+                if (name, direction) in sessions and direction == "inverse":
+                    run = sessions[(name, direction)].run_all(data, **solver)
+                    steps = float(run["iterations"].mean())
+                ratio = medians[BASELINE] / seconds
+                rows.append(BenchRow(name, direction, width, batch, seconds * 1e6, ratio, steps))
     return rows
+
+
+BASELINE = "baseline (torch, A′ precomputed)"
+
+TARGETS = (
+    # (what, implementation, direction, batch, minimum ratio to the baseline)
+    ("folded forward B=1", "onnxruntime folded", "forward", 1, 4.0),
+    ("folded inverse B=1", "onnxruntime folded", "inverse", 1, 6.0),
+    ("folded forward B=1024", "onnxruntime folded", "forward", 1024, 1.5),
+    ("folded inverse B=1024", "onnxruntime folded", "inverse", 1024, 1.5),
+    ("loop forward B=1", "onnxruntime loop", "forward", 1, 1.0),
+    ("loop inverse B=1", "onnxruntime loop", "inverse", 1, 4.0),
+)
+
+
+def targets(rows: list[BenchRow], width: int = 64, fast_k: int = 8) -> list[dict[str, Any]]:
+    """The performance targets at ``width``: measured value, target and whether it holds.
+
+    Inverse targets are reported for K = 1 (exact eager step counts) and K = ``fast_k``.
+    """
+    table = {(r.implementation, r.direction, r.batch): r for r in rows if r.width == width}
+    results = []
+
+    def add(what: str, value: float, target: float, higher_is_better: bool = True) -> None:
+        met = value >= target if higher_is_better else value <= target
+        results.append({"what": what, "value": round(value, 3), "target": target, "met": met})
+
+    for what, name, direction, batch, minimum in TARGETS:
+        for suffix in ("", f" K={fast_k}") if direction == "inverse" else ("",):
+            row = table.get((name + suffix, direction, batch))
+            if row is not None:
+                add(what + suffix, row.ratio, minimum)
+    eager = table.get(("iresnet_onnx eager", "forward", 1))
+    if eager is not None:
+        add("eager forward B=1 time / baseline", 1 / eager.ratio, 2.0, higher_is_better=False)
+    forward = table.get(("onnxruntime folded", "forward", 1))
+    for suffix in ("", f" K={fast_k}"):
+        inverse = table.get(("onnxruntime folded" + suffix, "inverse", 1))
+        if forward is not None and inverse is not None and inverse.iterations:
+            efficiency = inverse.median_us / (inverse.iterations * forward.median_us)
+            add("inverse efficiency folded B=1" + suffix, efficiency, 1.2, higher_is_better=False)
+    return results
 
 
 def rows_to_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:

@@ -94,7 +94,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint)
     result = export(
         model, args.out, opset=args.opset, spectral_norm=args.spectral_norm,
-        validate=not args.no_validate, maxiter=args.maxiter, atol=args.atol, rtol=args.rtol,
+        steps_per_check=args.steps_per_check, validate=not args.no_validate,
+        maxiter=args.maxiter, atol=args.atol, rtol=args.rtol,
     )  # fmt: skip
     print(f"exported {args.checkpoint} in {result.seconds:.2f} s:")
     for name, path in result.paths.items():
@@ -208,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--spectral-norm", choices=["loop", "folded"], default="loop", dest="spectral_norm"
     )
+    export.add_argument(
+        "--steps-per-check", type=int, default=1, dest="steps_per_check",
+        help="fixed-point steps per convergence test in inverse.onnx (default 1: eager's exact "
+        "stopping step; 8 is faster, may take up to K-1 extra steps)",
+    )  # fmt: skip
     export.add_argument("--no-validate", action="store_true", help="skip the parity check")
     export.add_argument(
         "--maxiter", type=int, help="default maxiter of inverse.onnx (default: the model's)"

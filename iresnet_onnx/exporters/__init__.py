@@ -73,6 +73,7 @@ def export(
     *,
     opset: int = DEFAULT_OPSET,
     spectral_norm: str = "loop",
+    steps_per_check: int = 1,
     validate: bool = True,
     runtimes: list[str] | None = None,
     batch_sizes: tuple[int, ...] | None = None,
@@ -94,7 +95,9 @@ def export(
     """
     from .. import parity
 
-    options = ExportOptions(opset=opset, spectral_norm=spectral_norm)
+    options = ExportOptions(
+        opset=opset, spectral_norm=spectral_norm, steps_per_check=steps_per_check
+    )
     validation_runtimes = runtimes or VALIDATION_RUNTIMES
     if validate:
         from .. import runtimes as rt
@@ -138,6 +141,7 @@ def export(
         "dtype": spec.dtype.name,
         "opset": options.opset,
         "spectral_norm": options.spectral_norm,
+        "steps_per_check": options.steps_per_check,
         "hp": spec.hp,
         "power_iteration": spec.power_iteration,
         "checkpoint": checkpoint.name,

@@ -25,6 +25,8 @@ class ExportOptions:
 
     opset: int = DEFAULT_OPSET
     spectral_norm: str = "loop"
+    steps_per_check: int = 1
+    """Fixed-point steps per Loop iteration of inverse.onnx (the convergence test runs every K)."""
 
     def __post_init__(self) -> None:
         if self.spectral_norm not in SPECTRAL_NORM_MODES:
@@ -34,6 +36,14 @@ class ExportOptions:
             )
         if isinstance(self.opset, bool) or not isinstance(self.opset, int):
             raise ValueError(f"opset must be an int, got {self.opset!r}")
+        if (
+            isinstance(self.steps_per_check, bool)
+            or not isinstance(self.steps_per_check, int)
+            or not 1 <= self.steps_per_check <= 64
+        ):
+            raise ValueError(
+                f"steps_per_check must be an int in 1–64, got {self.steps_per_check!r}"
+            )
         if self.opset not in SUPPORTED_OPSETS:
             raise ValueError(
                 f"opset {self.opset} is not supported; choose {SUPPORTED_OPSETS.start}–"

@@ -152,6 +152,7 @@ class _ModelBuilder:
                 "iresnet_onnx.version": __version__,
                 "iresnet_onnx.direction": direction,
                 "iresnet_onnx.spectral_norm": options.spectral_norm,
+                "iresnet_onnx.steps_per_check": str(options.steps_per_check),
                 "iresnet_onnx.dtype": spec.dtype.name,
                 "iresnet_onnx.hp": spec.hp_json(),
                 "iresnet_onnx.power_iteration": json.dumps(spec.power_iteration, sort_keys=True),
@@ -173,7 +174,7 @@ def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     h = x
     for parameters in builder.block_parameters():
         h = builder.ops.call(forward, h, *parameters)
-    y = builder.ops.Identity(h)
+    y = h  # the last block's output is the graph output: no Identity node to run
     y.name, y.doc_string = "y", "output y = f(x), same shape as x"
     y.type, y.shape = ir.TensorType(builder.dtype), ir.Shape(["batch", spec.input_size])
     return ir.serde.serialize_model(builder.model([x], [y], "forward"))
@@ -183,7 +184,11 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     """``inverse.onnx``: y (+ optional maxiter, atol, rtol) → x, iterations, residual."""
     builder = _ModelBuilder(spec, options)
     ops = builder.ops
-    inverse = builder._use(block_inverse_function(options.opset, builder.dtype, builder.bottleneck))
+    inverse = builder._use(
+        block_inverse_function(
+            options.opset, builder.dtype, builder.bottleneck, options.steps_per_check
+        )
+    )
     y = _batch_input(builder, "y", "input, float[batch, n]; batch is dynamic")
     # Inputs with an initializer of the same name: optional, defaulting to the model's own values.
     maxiter = builder.initializer(
@@ -206,7 +211,6 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
         x, k, residual = ops.call(inverse, x, *parameters[index], maxiter, atol, rtol, outputs=3)
         iterations[index] = ops.Unsqueeze(k, ops.const([0], INT64))
         residuals[index] = ops.Unsqueeze(residual, ops.const([0], INT64))
-    x = ops.Identity(x)
     iterations = ops.Concat(*iterations, axis=0)
     residual = ops.Concat(*residuals, axis=0)
     for value, name, dtype, shape, doc in (

@@ -173,11 +173,18 @@ def block_forward_function(opset: int, dtype: ir.DataType, bottleneck: ir.Functi
     )
 
 
-def block_inverse_function(opset: int, dtype: ir.DataType, bottleneck: ir.Function) -> ir.Function:
+def block_inverse_function(
+    opset: int, dtype: ir.DataType, bottleneck: ir.Function, steps_per_check: int = 1
+) -> ir.Function:
     """``BlockInverse(y, parameters…, maxiter, atol, rtol) -> (x, iterations, residual)``.
 
     x₀ = y, x_{k+1} = y − g(x_k) while ``residual = max(|x_{k+1} − x_k| − rtol·|x_k|) > atol`` and
     k < maxiter: one ReduceMax and one Greater decide, the cheap form of "every element converged".
+
+    With ``steps_per_check = K > 1`` each Loop iteration takes K steps and tests only the last, which
+    spreads the Loop's per-iteration cost over K steps. A block then stops at the first multiple of K
+    at or after the step where eager stops (so up to K − 1 extra steps, each closer to the fixed
+    point), maxiter is rounded up to a multiple of K, and ``iterations`` counts the steps really taken.
     """
     parameter_names = [value.name for value in bottleneck.inputs[1:]]
 
@@ -185,17 +192,25 @@ def block_inverse_function(opset: int, dtype: ir.DataType, bottleneck: ir.Functi
         *parameters, maxiter, atol, rtol = rest
 
         def step(inner: Ops, x, residual, k):
-            x_next = inner.Sub(y, inner.call(bottleneck, x, *parameters))
-            change = inner.Abs(inner.Sub(x_next, x))
+            for _ in range(steps_per_check):
+                x, x_previous = inner.Sub(y, inner.call(bottleneck, x, *parameters)), x
+            change = inner.Abs(inner.Sub(x, x_previous))
             residual = inner.reduce(
-                "ReduceMax", inner.Sub(change, inner.Mul(rtol, inner.Abs(x))), None, keepdims=0
+                "ReduceMax",
+                inner.Sub(change, inner.Mul(rtol, inner.Abs(x_previous))),
+                None,
+                keepdims=0,
             )
-            k = inner.Add(k, inner.const(1, INT64))
-            return inner.Greater(residual, atol), [x_next, residual, k]
+            k = inner.Add(k, inner.const(steps_per_check, INT64))
+            return inner.Greater(residual, atol), [x, residual, k]
 
+        trip_count = maxiter
+        if steps_per_check > 1:
+            K = ops.const(steps_per_check, INT64)
+            trip_count = ops.Div(ops.Add(maxiter, ops.Sub(K, ops.const(1, INT64))), K)
         x, residual, k = ops.loop(
             "fixed_point",
-            maxiter,
+            trip_count,
             ops.const(True, BOOL),
             {"x": y, "residual": ops.const(np.inf), "k": ops.const(0, INT64)},
             step,

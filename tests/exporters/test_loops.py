@@ -111,3 +111,43 @@ def test_stale_warm_start_makes_the_power_loop_iterate_like_eager(exported, name
     np.testing.assert_allclose(
         open_session(result.forward, name).run(x), reference, rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_steps_per_check_tests_every_k_steps(exported, name):
+    model = make_model(12, 3, activation="ELU")
+    result = exported("k4", model, steps_per_check=4)
+    body = next(
+        graph
+        for function in onnx.load(result.inverse).functions
+        if function.name == "BlockInverse"
+        for node in function.node
+        if node.op_type == "Loop"
+        for graph in [node.attribute[0].g]
+    )
+    assert sum(node.op_type == "Bottleneck" for node in body.node) == 4
+    assert sum(node.op_type == "ReduceMax" for node in body.node) == 1
+
+    y = np.random.default_rng(3).standard_normal((6, 12)).astype(np.float32)
+    run = open_session(result.inverse, name).run_all(y)
+    with torch.no_grad():
+        eager_x = model.inverse(torch.from_numpy(y))
+    eager_steps = np.array([int(b.iterations) for b in model.blocks])
+    assert (run["iterations"] % 4 == 0).all()
+    assert (run["iterations"] >= eager_steps).all() and (run["iterations"] < eager_steps + 4).all()
+    assert (run["residual"] <= 1e-6).all()
+    np.testing.assert_allclose(run["x"], eager_x.numpy(), rtol=0, atol=1e-4)
+    # maxiter is rounded up to a multiple of K
+    assert open_session(result.inverse, name).run_all(y, maxiter=5)["iterations"].tolist() == [
+        8,
+        8,
+        8,
+    ]
+
+
+@pytest.mark.parametrize("bad", [0, 65, 2.5, True])
+def test_bad_steps_per_check(tmp_path, bad):
+    from iresnet_onnx import export
+
+    with pytest.raises(ValueError, match="steps_per_check must be an int in 1–64"):
+        export(make_model(4, 1), tmp_path, steps_per_check=bad)

@@ -58,3 +58,16 @@ def test_parity_cuda(tmp_path, n, variant, activation, nblocks, mode):
     export(model, tmp_path, spectral_norm=mode, validate=False)
     report = check(model, tmp_path, runtimes=["onnxruntime:cuda"], batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize(
+    ("n", "variant", "activation"), [(17, "lowrank", "ELU"), (64, "mlp", "Tanh")]
+)
+def test_parity_with_steps_per_check(tmp_path, n, variant, activation):
+    model = make_model(n, 5, variant=variant, activation=activation, seed=n)
+    export(model, tmp_path, steps_per_check=8, validate=False)
+    report = check(model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=BATCHES, seed=1)
+    assert report.passed, str(report)
+    for row in report.rows:
+        if row.direction == "inverse":
+            assert all(a % 8 == 0 and a >= b for a, b in zip(row.iterations, row.eager_iterations))

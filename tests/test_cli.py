@@ -1,0 +1,265 @@
+"""The command line through subprocesses: exit codes, one-line errors on stderr, no tracebacks.
+
+Each case of the README's bad-input catalogue that reaches the CLI is here.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from iresnet_onnx import save_checkpoint
+from tests.conftest import make_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "iresnet_onnx", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )  # fmt: skip
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return save_checkpoint(
+        make_model(4, 2, activation="ELU"), tmp_path_factory.mktemp("ckpt") / "model.pt"
+    )
+
+
+@pytest.fixture(scope="module")
+def export_dir(checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    result = cli("export", checkpoint, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "forward" in result.stdout and "PASSED" in result.stdout
+    return out
+
+
+def test_help_of_every_command():
+    for command in ("", "demo", "train", "export", "verify", "bench", "inspect"):
+        result = cli(*([command] if command else []), "--help")
+        assert result.returncode == 0 and "usage: iresnet-onnx" in result.stdout
+
+
+def test_usage_errors_exit_2():
+    assert_clean_failure(cli(), 2, "required: COMMAND")
+    assert_clean_failure(cli("compile"), 2, "invalid choice: 'compile'")
+    assert_clean_failure(cli("bench", "x", "--batch", "0,1"), 2, "positive integers")
+
+
+def test_verify_passes_and_reports_json(export_dir):
+    result = cli("verify", export_dir, "--runtime", "onnxruntime:cpu,reference:cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and set(report["hashes"].values()) == {"ok"}
+    assert {row["runtime"] for row in report["parity"]["rows"]} == {
+        "onnxruntime:cpu",
+        "reference:cpu",
+    }
+
+
+def test_tampered_graph_reports_hash_and_parity(export_dir, tmp_path):
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for name in ("forward.onnx", "inverse.onnx", "model.pt", "manifest.json"):
+        (tampered / name).write_bytes((export_dir / name).read_bytes())
+    proto = onnx.load(tampered / "forward.onnx")
+    for initializer in proto.graph.initializer:
+        if initializer.name == "blocks.0.bottleneck.0.bias":
+            array = numpy_helper.to_array(initializer) + 0.5
+            initializer.CopyFrom(numpy_helper.from_array(array, initializer.name))
+    onnx.save(proto, tampered / "forward.onnx")
+    result = cli("verify", tampered, "--runtime", "onnxruntime:cpu")
+    assert_clean_failure(
+        result, 1, "forward.onnx modified since export", "onnxruntime:cpu forward on"
+    )
+    assert "sha256 forward.onnx: modified" in result.stdout and "FAILED" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("runtime", "fragment"),
+    [
+        ("onnxruntime:cuda", "onnxruntime:cuda is not available here; available: "),
+        ("tvm:cpu", "unknown runtime"),
+    ],
+)
+def test_unavailable_runtime_exits_2_with_the_list(export_dir, runtime, fragment):
+    assert_clean_failure(
+        cli("verify", export_dir, "--runtime", runtime), 2, fragment, "onnxruntime:cpu"
+    )
+
+
+def write_bad_checkpoints(folder: Path) -> dict[str, Path]:
+    folder.mkdir(exist_ok=True)
+    corrupt = folder / "corrupt.pt"
+    corrupt.write_bytes(os.urandom(256))
+    foreign = folder / "foreign.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), foreign)
+    malicious = folder / "malicious.pt"
+    malicious.write_bytes(pickle.dumps(Exploit()))
+    return {
+        "corrupt": corrupt,
+        "foreign": foreign,
+        "malicious": malicious,
+        "missing": folder / "none.pt",
+    }
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("missing", "no such file"),
+        ("corrupt", "checkpoint"),
+        ("foreign", "not an iresnet-onnx-checkpoint file"),
+        ("malicious", "refused to unpickle"),
+    ],
+)
+def test_bad_checkpoints_exit_2(tmp_path, kind, fragment):
+    path = write_bad_checkpoints(tmp_path / "bad")[kind]
+    assert_clean_failure(cli("export", path, "--out", tmp_path / "out"), 2, fragment, str(path))
+    assert not (tmp_path / "out" / "forward.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--opset", "99"], "opset 99 is not supported"),
+        (["--atol", "-1"], "atol must be finite and ≥ 0"),
+        (["--maxiter", "0"], "maxiter must be an int ≥ 1"),
+    ],
+)
+def test_bad_export_options_exit_2(checkpoint, tmp_path, flags, fragment):
+    assert_clean_failure(cli("export", checkpoint, "--out", tmp_path, *flags), 2, fragment)
+
+
+def test_missing_and_foreign_export_dirs_exit_2(tmp_path):
+    assert_clean_failure(cli("verify", tmp_path / "nowhere"), 2, "no manifest.json")
+    assert_clean_failure(cli("inspect", tmp_path / "nowhere.onnx"), 2, "no such file")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
+    assert_clean_failure(cli("inspect", tmp_path / "junk.onnx"), 2, "junk.onnx")
+
+
+def test_export_with_solver_defaults_and_folded(checkpoint, tmp_path):
+    result = cli(
+        "export", checkpoint, "--out", tmp_path, "--spectral-norm", "folded", "--opset", "17",
+        "--atol", "1e-4", "--rtol", "1e-4", "--maxiter", "30",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    initializers = {
+        i.name: numpy_helper.to_array(i)
+        for i in onnx.load(tmp_path / "inverse.onnx").graph.initializer
+    }
+    assert initializers["maxiter"] == 30 and initializers["atol"] == np.float32(1e-4)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["hp"]["iResNetBlock"]["maxiter"] == 30 and manifest["opset"] == 17
+    assert cli("verify", tmp_path, "--runtime", "onnxruntime:cpu").returncode == 0
+
+
+def test_inspect_folder_and_file(export_dir):
+    result = cli("inspect", export_dir)
+    assert result.returncode == 0, result.stderr
+    assert "Loop nodes: 1" in result.stdout  # forward: the power iteration
+    assert "in function iresnet_onnx.BlockInverse: body fixed_point" in result.stdout
+    assert "maxiter: int64[] (optional)" in result.stdout
+    assert "model.pt: sha256" in result.stdout and "validation: passed" in result.stdout
+    as_json = json.loads(cli("inspect", export_dir / "inverse.onnx", "--json").stdout)
+    assert as_json["graphs"]["inverse.onnx"]["op_counts"]["Loop"] == 2
+
+
+def test_bench_json(export_dir):
+    result = cli("bench", export_dir, "--batch", "1,8", "--repeats", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    assert {(r["implementation"], r["direction"], r["batch"]) for r in rows} >= {
+        ("torch eager", "forward", 1), ("onnxruntime:cpu", "inverse", 8)
+    }  # fmt: skip
+    assert all(r["median_us"] > 0 for r in rows)
+
+
+def test_train_on_csv_and_bad_data(tmp_path):
+    data = np.random.default_rng(0).standard_normal((64, 3))
+    np.savetxt(tmp_path / "data.csv", data, delimiter=",", header="a,b,c", comments="")
+    result = cli(
+        "train", tmp_path / "data.csv", "--out", tmp_path / "run", "--epochs", "2", "--nblocks", "2",
+        "--activation", "Tanh", "--batch-size", "32",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "model.pt").is_file() and "final NLL" in result.stdout
+    assert len(json.loads((tmp_path / "run" / "losses.json").read_text())) == 2
+
+    bad = data.copy()
+    bad[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    assert_clean_failure(cli("train", tmp_path / "nan.npy", "--out", tmp_path / "x"), 2, "finite")
+    np.save(tmp_path / "flat.npy", data[:, 0])
+    assert_clean_failure(
+        cli("train", tmp_path / "flat.npy", "--out", tmp_path / "x"), 2, "shape [N, n]"
+    )
+    result = cli("train", tmp_path / "data.csv", "--out", tmp_path / "x", "--activation", "GELU")
+    assert_clean_failure(result, 2, "Lipschitz constant above 1")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = cli("--debug", "export", tmp_path / "none.pt", "--out", tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_pipeline_script(checkpoint, tmp_path):
+    env = {
+        **os.environ,
+        "IRESNET_ONNX": f"{sys.executable} -m iresnet_onnx",
+        "RUNTIMES": "onnxruntime:cpu",
+    }
+    script = REPO / "scripts" / "export_and_verify.sh"
+    ok = subprocess.run(
+        ["bash", script, checkpoint, tmp_path / "ok"], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(
+        ["bash", script, checkpoint, tmp_path / "bad", "--opset", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2 and "opset 5 is not supported" in bad.stderr
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    result = cli("demo", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in (
+        "model.pt",
+        "report.md",
+        "report.json",
+        "demo.png",
+        "onnx/inverse.onnx",
+        "onnx-folded/manifest.json",
+    ):
+        assert (tmp_path / name).is_file(), name
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert all(entry["passed"] for entry in report["parity"].values())
+    assert report["training"]["nll_last"] < report["training"]["nll_first"] - 0.5
+    assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
