@@ -137,14 +137,14 @@ class LinearContraction(nn.Module):
     @torch.jit.unused
     def _cached_effective_weight(self) -> Tensor:
         # Eval-mode inference re-derives A′ only when a weight or buffer changed: in-place updates
-        # (optimisers, load_state_dict) bump `_version`; `.to()`/`.double()` and mode switches go
-        # through `_apply`/`train`, which drop the cache. Edits through `.data` are invisible to
-        # autograd's version counter: call `.eval()` again after such an edit.
-        # (read through the registries: nn.Module.__getattr__ costs ~0.6 µs a lookup, and this
-        # runs once per layer per call, where the whole layer takes a few µs at batch 1)
-        parameters, buffers = self._parameters, self._buffers
+        # (optimisers, load_state_dict) bump `_version`, `.to()`/`.double()` move the weight's
+        # storage. (Edits through `.data` bypass the version counter: edit under torch.no_grad().)
+        # The tensors are read through the registries: nn.Module.__getattr__ costs ~0.6 µs a
+        # lookup, and this runs per layer per call, where a whole layer takes a few µs at batch 1.
+        weight, buffers = self._parameters["weight"], self._buffers
         key = (
-            parameters["weight"]._version,
+            weight._version,
+            weight.data_ptr(),
             buffers["power_vector"]._version,
             buffers["c"]._version,
         )
@@ -152,21 +152,6 @@ class LinearContraction(nn.Module):
             self._cached_weight = self.effective_weight()
             self._cache_key = key
         return self._cached_weight
-
-    @torch.jit.unused
-    def _drop_cache(self) -> None:
-        self._cached_weight = None
-        self._cache_key = None
-
-    @torch.jit.unused
-    def _apply(self, fn, recurse=True):  # type: ignore[override]
-        self._drop_cache()
-        return super()._apply(fn, recurse)
-
-    @torch.jit.unused
-    def train(self, mode: bool = True) -> "LinearContraction":  # type: ignore[override]
-        self._drop_cache()
-        return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
         """Signature: ``[..., input_size] → [..., output_size]``."""
