@@ -28,7 +28,15 @@ from . import runtimes as rt
 from .iresnet import ConvergenceWarning, iResNet
 from .layers import LinearContraction
 
-__all__ = ["BenchRow", "bench_export", "bench_suite", "format_table", "machine"]
+__all__ = [
+    "BenchRow",
+    "bench_export",
+    "bench_suite",
+    "format_matrix",
+    "format_table",
+    "machine",
+    "targets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +107,27 @@ def format_table(rows: list[BenchRow]) -> str:
             f"| {row.implementation} | {row.direction} | {row.width} | {row.batch} | "
             f"{row.median_us:,.1f} | {ratio} | {steps} |"
         )
+    return "\n".join(lines)
+
+
+def format_matrix(rows: list[BenchRow], width: int) -> str:
+    """One markdown table per width: implementations × (direction, batch), "µs (ratio)" cells."""
+    rows = [row for row in rows if row.width == width]
+    columns = sorted(
+        {(row.direction, row.batch) for row in rows}, key=lambda c: (c[0] != "forward", c[1])
+    )
+    cells = {(row.implementation, row.direction, row.batch): row for row in rows}
+    names = list(dict.fromkeys(row.implementation for row in rows))
+    lines = [
+        "| n = " + str(width) + " | " + " | ".join(f"{d} B={b}" for d, b in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name in names:
+        row_cells = []
+        for direction, batch in columns:
+            row = cells.get((name, direction, batch))
+            row_cells.append("" if row is None else f"{row.median_us:,.0f} µs ({row.ratio:.2f}×)")
+        lines.append(f"| {name} | " + " | ".join(row_cells) + " |")
     return "\n".join(lines)
 
 
@@ -196,10 +225,12 @@ class Baseline:
             return y
 
 
-def suite_model(width: int, nblocks: int = 5, scale: float = 10.0, seed: int = 0) -> iResNet:
+def suite_model(
+    width: int, nblocks: int = 5, scale: float = 10.0, seed: int = 0, variant: str = "lowrank"
+) -> iResNet:
     """The benchmark's model: default HP, weights ×``scale`` so the contraction bites."""
     torch.manual_seed(seed)
-    model = iResNet(width, nblocks=nblocks)
+    model = iResNet(width, nblocks=nblocks, iResNetBlock={"variant": variant})
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if name.endswith("weight"):
