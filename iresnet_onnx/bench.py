@@ -7,8 +7,10 @@ and a Python fixed-point loop with a max-reduction test) against the package's e
 TorchScript version and onnxruntime in loop and folded mode, on equal thread counts.
 """
 
+import contextlib
 import copy
 import logging
+import os
 import platform
 import statistics
 import tempfile
@@ -35,6 +37,7 @@ __all__ = [
     "format_matrix",
     "format_table",
     "machine",
+    "suite_report",
     "targets",
 ]
 
@@ -87,7 +90,7 @@ def machine() -> dict[str, Any]:
 
     return {
         "cpu": _cpu_name(),
-        "cores": torch.get_num_threads(),
+        "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -105,10 +108,21 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def format_table(rows: list[BenchRow]) -> str:
-    """A markdown table of the rows."""
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op thread count for a benchmark, restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def format_table(rows: list[BenchRow], reference: str = "baseline") -> str:
+    """A markdown table of the rows; ``reference`` names what the ratios compare against."""
     lines = [
-        "| implementation | direction | width | batch | median µs | ratio to baseline | steps/block |",
+        f"| implementation | direction | width | batch | median µs | ratio to {reference} | steps/block |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -158,39 +172,39 @@ def bench_export(
     """Eager PyTorch (the folder's checkpoint) against each runtime; ratio = eager / runtime."""
     export_dir = Path(export_dir)
     names = runtimes or [n for n in rt.available() if not n.startswith(("torch:", "reference:"))]
-    torch.set_num_threads(threads)
-    sessions = {}
-    for direction in ("forward", "inverse"):
-        path = export_dir / f"{direction}.onnx"
-        sessions[("torch:cpu", direction)] = rt.load(path, "torch", "cpu")
-        for name in names:
-            runtime, device = rt.parse_runtime(name)
-            options = {"threads": threads} if runtime == "onnxruntime" else {}
-            sessions[(name, direction)] = rt.load(path, runtime, device, **options)
-    width = sessions[("torch:cpu", "forward")].info.input_size
-    dtype = sessions[("torch:cpu", "forward")].info.dtype
-    rows = []
-    cases = [(d, b) for d in ("forward", "inverse") for b in batches]
-    for direction, batch in tqdm(cases, desc="bench", disable=not progress):
-        data = _inputs(batch, width, dtype, seed)
-        count = repeats_for(batch, width, repeats)
-        medians = interleaved_medians(
-            {
-                name: (lambda s=sessions[(name, direction)], x=data: s.run(x))
-                for name in ["torch:cpu", *names]
-            },
-            count,
-        )
-        eager = medians.pop("torch:cpu")
-        rows.append(BenchRow("torch eager", direction, width, batch, eager * 1e6, 1.0))
-        for name, seconds in medians.items():
-            steps = None
-            if direction == "inverse":
-                steps = float(sessions[(name, direction)].run_all(data)["iterations"].mean())
-            rows.append(
-                BenchRow(name, direction, width, batch, seconds * 1e6, eager / seconds, steps)
+    with torch_threads(threads):
+        sessions = {}
+        for direction in ("forward", "inverse"):
+            path = export_dir / f"{direction}.onnx"
+            sessions[("torch:cpu", direction)] = rt.load(path, "torch", "cpu")
+            for name in names:
+                runtime, device = rt.parse_runtime(name)
+                options = {"threads": threads} if runtime == "onnxruntime" else {}
+                sessions[(name, direction)] = rt.load(path, runtime, device, **options)
+        width = sessions[("torch:cpu", "forward")].info.input_size
+        dtype = sessions[("torch:cpu", "forward")].info.dtype
+        rows = []
+        cases = [(d, b) for d in ("forward", "inverse") for b in batches]
+        for direction, batch in tqdm(cases, desc="bench", disable=not progress):
+            data = _inputs(batch, width, dtype, seed)
+            count = repeats_for(batch, width, repeats)
+            medians = interleaved_medians(
+                {
+                    name: (lambda s=sessions[(name, direction)], x=data: s.run(x))
+                    for name in ["torch:cpu", *names]
+                },
+                count,
             )
-    return rows
+            eager = medians.pop("torch:cpu")
+            rows.append(BenchRow("torch eager", direction, width, batch, eager * 1e6, 1.0))
+            for name, seconds in medians.items():
+                steps = None
+                if direction == "inverse":
+                    steps = float(sessions[(name, direction)].run_all(data)["iterations"].mean())
+                rows.append(
+                    BenchRow(name, direction, width, batch, seconds * 1e6, eager / seconds, steps)
+                )
+        return rows
 
 
 class Baseline:
@@ -236,17 +250,21 @@ class Baseline:
             return y
 
 
-def suite_model(
-    width: int, nblocks: int = 5, scale: float = 10.0, seed: int = 0, variant: str = "lowrank"
-) -> iResNet:
-    """The benchmark's model: default HP, weights ×``scale`` so the contraction bites."""
-    torch.manual_seed(seed)
-    model = iResNet(width, nblocks=nblocks, iResNetBlock={"variant": variant})
+def scale_weights(model: torch.nn.Module, factor: float) -> torch.nn.Module:
+    """Multiply every weight by ``factor`` in place (σ grows ×factor: the contraction bites)."""
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if name.endswith("weight"):
-                parameter.mul_(scale)
-    return model.eval()
+                parameter.mul_(factor)
+    return model
+
+
+def suite_model(
+    width: int, nblocks: int = 5, scale: float = 10.0, seed: int = 0, **block_hp: Any
+) -> iResNet:
+    """The benchmark's model: default HP (or ``block_hp``), weights ×``scale``, eval mode."""
+    torch.manual_seed(seed)
+    return scale_weights(iResNet(width, nblocks=nblocks, iResNetBlock=block_hp), scale).eval()
 
 
 def bench_suite(
@@ -267,32 +285,32 @@ def bench_suite(
     from .exporters import export
 
     solver = solver or {"maxiter": 100, "atol": 1e-6, "rtol": 1e-6}
-    torch.set_num_threads(threads)
-    rows: list[BenchRow] = []
-    bar = tqdm(total=len(widths) * len(batches), desc="benchmark", disable=not progress)
-    for width in widths:
-        model = suite_model(width, seed=seed)
-        baseline = Baseline(model)
-        scripted = torch.jit.script(copy.deepcopy(model))
-        with tempfile.TemporaryDirectory() as tmp:
-            sessions: dict[tuple[str, str], Any] = {}
-            for mode in ("loop", "folded"):
-                for k in steps_per_check:
-                    label = f"onnxruntime {mode}" + (f" K={k}" if k > 1 else "")
-                    out = Path(tmp) / f"{mode}-{k}"
-                    export(model, out, spectral_norm=mode, steps_per_check=k, validate=False)
-                    directions = ("forward", "inverse") if k == 1 else ("inverse",)
-                    for direction in directions:
-                        sessions[(label, direction)] = rt.load(
-                            out / f"{direction}.onnx", "onnxruntime", "cpu", threads=threads
-                        )
-            for batch in batches:
-                rows += _bench_case(
-                    model, scripted, baseline, sessions, width, batch, solver, repeats, seed
-                )
-                bar.update()
-    bar.close()
-    return rows
+    with torch_threads(threads):
+        rows: list[BenchRow] = []
+        bar = tqdm(total=len(widths) * len(batches), desc="benchmark", disable=not progress)
+        for width in widths:
+            model = suite_model(width, seed=seed)
+            baseline = Baseline(model)
+            scripted = torch.jit.script(copy.deepcopy(model))
+            with tempfile.TemporaryDirectory() as tmp:
+                sessions: dict[tuple[str, str], Any] = {}
+                for mode in ("loop", "folded"):
+                    for k in steps_per_check:
+                        label = f"onnxruntime {mode}" + (f" K={k}" if k > 1 else "")
+                        out = Path(tmp) / f"{mode}-{k}"
+                        export(model, out, spectral_norm=mode, steps_per_check=k, validate=False)
+                        directions = ("forward", "inverse") if k == 1 else ("inverse",)
+                        for direction in directions:
+                            sessions[(label, direction)] = rt.load(
+                                out / f"{direction}.onnx", "onnxruntime", "cpu", threads=threads
+                            )
+                for batch in batches:
+                    rows += _bench_case(
+                        model, scripted, baseline, sessions, width, batch, solver, repeats, seed
+                    )
+                    bar.update()
+        bar.close()
+        return rows
 
 
 def _bench_case(
@@ -377,3 +395,31 @@ def targets(rows: list[BenchRow], width: int = 64, fast_k: int = 8) -> list[dict
 
 def rows_to_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
     return [asdict(row) for row in rows]
+
+
+def suite_report(
+    rows: list[BenchRow], widths: tuple[int, ...], repeats: int, threads: int, fast_k: int
+) -> tuple[str, dict[str, Any]]:
+    """The performance suite as markdown (a matrix per width, then the targets) and as data."""
+    width = 64 if 64 in widths else widths[0]
+    goals = targets(rows, width=width, fast_k=fast_k)
+    about = machine()
+    lines = [
+        f"Median latency over up to {repeats} calls per cell (fewer for the largest: "
+        f"repeats·16384/(batch·n), at least 5), taken in turns; {threads} threads for torch and "
+        f"onnxruntime; ratio = baseline time / implementation time in the same run.",
+        f"Machine: {about['cpu']}, {about['cores']} CPUs, Python {about['python']}, "
+        f"torch {about['torch']}, onnxruntime {about['onnxruntime']}.",
+        "",
+        *(format_matrix(rows, w) + "\n" for w in widths),
+        f"Targets (n = {width}):",
+        "",
+        "| target | measured | goal | |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {g['what']} | {g['value']:.2f} | {g['target']} | {'met' if g['met'] else 'missed'} |"
+            for g in goals
+        ),
+    ]
+    data = {"machine": about, "threads": threads, "rows": rows_to_dicts(rows), "targets": goals}
+    return "\n".join(lines), data

@@ -20,6 +20,7 @@ __all__ = ["FORMAT", "VERSION", "load_checkpoint", "save_checkpoint"]
 FORMAT = "iresnet-onnx-checkpoint"
 VERSION = 1
 _CLASSES = {"iResNet": iResNet, "iResNetBlock": iResNetBlock}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def save_checkpoint(model: iResNet | iResNetBlock, path: str | Path) -> Path:
@@ -74,7 +75,7 @@ def _model_from_payload(payload: Any, path: Path) -> iResNet | iResNetBlock:
     try:
         hp = json.loads(payload["hp"])
         model = cls(**hp)
-        dtype = getattr(torch, payload.get("dtype", "float32"))
+        dtype = _DTYPES[payload.get("dtype", "float32")]
         model.to(dtype)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:

@@ -14,6 +14,9 @@ from typing import Any
 import tomllib
 
 from . import __version__
+from .exporters import DEFAULT_OPSET, SPECTRAL_NORM_MODES
+from .iresnet import VARIANTS
+from .parity import DEFAULT_BATCH_SIZES
 
 EXIT_OK, EXIT_PARITY, EXIT_USAGE = 0, 1, 2
 
@@ -108,38 +111,56 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import parity
     from .checkpoint import load_checkpoint
+    from .errors import CheckpointError, InvalidModelError
     from .exporters import read_manifest, verify_hashes
 
     folder = Path(args.dir)
     manifest = read_manifest(folder)
-    checkpoint = (
-        Path(args.checkpoint)
-        if args.checkpoint
-        else folder / manifest.get("checkpoint", "model.pt")
-    )
+    recorded = manifest.get("checkpoint", "model.pt")
     hashes = verify_hashes(folder, manifest)
     if args.checkpoint:
-        hashes.pop(manifest.get("checkpoint", "model.pt"), None)
-    model = load_checkpoint(checkpoint)
-    report = parity.check(model, folder, runtimes=args.runtime, batch_sizes=args.batch_sizes)
+        hashes.pop(recorded, None)
     bad_hashes = {name: state for name, state in hashes.items() if state != "ok"}
-    passed = report.passed and not bad_hashes
+    problems = [f"{name} {state} since export" for name, state in bad_hashes.items()]
+    report = None
+    try:
+        model = load_checkpoint(Path(args.checkpoint) if args.checkpoint else folder / recorded)
+        report = parity.check(model, folder, runtimes=args.runtime, batch_sizes=args.batch_sizes)
+        problems += [row.describe() for row in report.failures]
+    except (InvalidModelError, CheckpointError) as error:
+        if not bad_hashes:
+            raise  # a file that never matched the manifest's hashes is bad input (exit 2)
+        problems.append(f"cannot run parity: {error}")  # a file broken since export (exit 1)
+    passed = not problems
     if args.json:
-        _print_json({"passed": passed, "hashes": hashes, "parity": report.to_dict()})
+        _print_json({
+            "passed": passed, "hashes": hashes, "problems": problems,
+            "parity": report.to_dict() if report is not None else None,
+        })  # fmt: skip
     else:
         for name, state in hashes.items():
             print(f"sha256 {name}: {state}")
-        print(report)
+        if report is not None:
+            print(report)
     if not passed:
-        problems = [f"{name} {state} since export" for name, state in bad_hashes.items()]
-        problems += [row.describe() for row in report.failures]
         raise VerificationError(f"verification of {folder} failed: {'; '.join(problems)}")
     return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_export, format_table, machine, rows_to_dicts
+    from .bench import bench_export, bench_suite, format_table, machine, rows_to_dicts, suite_report
 
+    if args.dir is None:  # the performance suite: baseline vs eager, TorchScript, onnxruntime
+        rows = bench_suite(
+            widths=args.widths, batches=args.batch, threads=args.threads, repeats=args.repeats,
+            progress=not args.json,
+        )  # fmt: skip
+        report, data = suite_report(rows, args.widths, args.repeats, args.threads, fast_k=8)
+        if args.json:
+            _print_json(data)
+        else:
+            print(report)
+        return EXIT_OK
     rows = bench_export(
         args.dir, batches=args.batch, runtimes=args.runtime, repeats=args.repeats,
         threads=args.threads, progress=not args.json,
@@ -148,7 +169,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _print_json({"machine": machine(), "threads": args.threads, "rows": rows_to_dicts(rows)})
     else:
         print(f"median latency over repeats, {args.threads} threads; ratio = torch eager / runtime")
-        print(format_table(rows).replace("ratio to baseline", "ratio to eager"))
+        print(format_table(rows, reference="eager"))
     return EXIT_OK
 
 
@@ -193,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--nblocks", type=int)
     train.add_argument("--hidden-size", type=int, dest="hidden_size")
     train.add_argument("--activation", help="a torch.nn activation with Lipschitz constant ≤ 1")
-    train.add_argument("--variant", choices=["lowrank", "mlp"])
+    train.add_argument("--variant", choices=VARIANTS)
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=256, dest="batch_size")
     train.add_argument("--lr", type=float, default=5e-3)
@@ -205,9 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("checkpoint", help="a model.pt written by iresnet-onnx")
     export.add_argument("--out", required=True, help="the export folder to write")
-    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     export.add_argument(
-        "--spectral-norm", choices=["loop", "folded"], default="loop", dest="spectral_norm"
+        "--spectral-norm", choices=SPECTRAL_NORM_MODES, default="loop", dest="spectral_norm"
     )
     export.add_argument(
         "--steps-per-check", type=int, default=1, dest="steps_per_check",
@@ -232,12 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", help="compare against this checkpoint instead of the folder's"
     )
     verify.add_argument("--runtime", type=_runtime_list, help="e.g. onnxruntime:cpu,reference:cpu")
-    verify.add_argument("--batch-sizes", type=_int_list, default=(1, 7, 257), dest="batch_sizes")
+    verify.add_argument(
+        "--batch-sizes", type=_int_list, default=DEFAULT_BATCH_SIZES, dest="batch_sizes"
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=cmd_verify)
 
-    bench = commands.add_parser("bench", help="latency of an export: eager vs each runtime")
-    bench.add_argument("dir", help="an export folder")
+    bench = commands.add_parser(
+        "bench",
+        help="latency of an export folder (eager vs each runtime), or without DIR the performance "
+        "suite (baseline vs eager, TorchScript, onnxruntime loop/folded)",
+    )
+    bench.add_argument("dir", nargs="?", help="an export folder (omit for the performance suite)")
+    bench.add_argument("--widths", type=_int_list, default=(64,), help="suite only (default 64)")
     bench.add_argument("--batch", type=_int_list, default=(1, 64, 1024), help="default 1,64,1024")
     bench.add_argument(
         "--runtime", type=_runtime_list, help="default: every onnxruntime device here"
@@ -277,6 +305,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"iresnet-onnx {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug, not bad input: still one line, and --debug shows where
+        if args.debug:
+            raise
+        print(
+            f"iresnet-onnx {args.command}: unexpected error {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

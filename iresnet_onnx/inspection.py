@@ -56,19 +56,26 @@ def render(info: dict[str, Any]) -> str:
         ]  # fmt: skip
     if "manifest" in info:
         manifest = info["manifest"]
+        get = manifest.get  # read_manifest guarantees the files; the rest may be missing
+        versions = get("versions") if isinstance(get("versions"), dict) else {}
         lines += [
             "",
-            f"manifest: iresnet-onnx {manifest['versions'].get('iresnet-onnx')}, "
-            f"{manifest['kind']} n={manifest['input_size']} nblocks={manifest['nblocks']}, "
-            f"opset {manifest['opset']}, spectral norm {manifest['spectral_norm']}",
-            f"  exported in {manifest['export_seconds']} s with torch {manifest['versions'].get('torch')}, "
-            f"onnx {manifest['versions'].get('onnx')}, onnxruntime {manifest['versions'].get('onnxruntime', '-')}",
-            f"  validation: {_validation(manifest.get('validation'))}",
+            f"manifest: iresnet-onnx {versions.get('iresnet-onnx', '?')}, {get('kind', '?')} "
+            f"n={get('input_size', '?')} nblocks={get('nblocks', '?')}, opset {get('opset', '?')}, "
+            f"spectral norm {get('spectral_norm', '?')}, steps per check {get('steps_per_check', 1)}",
+            f"  exported in {get('export_seconds', '?')} s with torch {versions.get('torch', '?')}, "
+            f"onnx {versions.get('onnx', '?')}, onnxruntime {versions.get('onnxruntime', '-')}",
+            f"  validation: {_validation(get('validation'))}",
             "  files:",
-            *(f"    {name}: sha256 {entry['sha256'][:16]}…, {entry['bytes']:,} bytes, {info['hashes'][name]}"
+            *(f"    {name}: sha256 {entry['sha256'][:16]}…, {_size(entry)}, {info['hashes'][name]}"
               for name, entry in manifest["files"].items()),
         ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _size(entry: dict[str, Any]) -> str:
+    size = entry.get("bytes")
+    return f"{size:,} bytes" if isinstance(size, int) else "size unknown"
 
 
 def _validation(validation: dict[str, Any] | None) -> str:

@@ -7,6 +7,7 @@ non-convergence message, a ``print`` instead of a warning).
 
 import copy
 import math
+import numbers
 import warnings
 from typing import Any, Final, Optional
 
@@ -68,11 +69,19 @@ def _check_input_size(input_size: Any, hp: dict, owner: str) -> int:
 
 
 def check_solver_options(maxiter: Any, atol: Any, rtol: Any, owner: str) -> None:
-    """``ValueError`` unless maxiter is an int ≥ 1 and atol, rtol are finite and ≥ 0."""
-    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
+    """``ValueError`` unless maxiter is an integer ≥ 1 and atol, rtol are finite numbers ≥ 0.
+
+    ``None`` means "keep the default" and passes. The one validator of solver settings: the
+    model's HP, ``inverse(...)`` overrides, export defaults and session inputs all use it.
+    """
+    if maxiter is not None and (
+        isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral) or maxiter < 1
+    ):
         raise ValueError(f"{owner}: maxiter must be an int ≥ 1, got {maxiter!r}")
     for name, value in (("atol", atol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{owner}: {name} must be finite and ≥ 0, got {value!r}")
@@ -172,12 +181,15 @@ class iResNetBlock(nn.Module):
         check_width(y, self.input_size, "iResNetBlock.inverse")
         if not bool(torch.isfinite(y).all()):
             raise ValueError("iResNetBlock.inverse: the input contains NaN or Inf")
+        if not torch.jit.is_scripting():
+            check_solver_options(maxiter, atol, rtol, "iResNetBlock.inverse")
         maxiter_ = self.maxiter if maxiter is None else maxiter
         atol_ = self.atol if atol is None else atol
         rtol_ = self.rtol if rtol is None else rtol
-        if maxiter_ < 1 or atol_ < 0 or rtol_ < 0:
+        if maxiter_ < 1 or not 0.0 <= atol_ < math.inf or not 0.0 <= rtol_ < math.inf:
+            # (the same rule for TorchScript, whose types already make maxiter an int)
             raise ValueError(
-                f"iResNetBlock.inverse: need maxiter ≥ 1, atol ≥ 0, rtol ≥ 0; "
+                f"iResNetBlock.inverse: need maxiter ≥ 1 and finite atol, rtol ≥ 0; "
                 f"got maxiter={maxiter_}, atol={atol_}, rtol={rtol_}"
             )
         x = y

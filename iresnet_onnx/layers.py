@@ -61,6 +61,9 @@ class LinearContraction(nn.Module):
         super().__init__()
         if not 0.0 < float(c) < 1.0:
             raise ValueError(f"LinearContraction: c must lie in (0, 1), got {c}")
+        for name, size in (("input_size", input_size), ("output_size", output_size)):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"LinearContraction: {name} must be a positive int, got {size!r}")
         self.input_size = int(input_size)
         self.output_size = int(output_size)
         self.power_atol = float(POWER_ITERATION["atol"])
@@ -74,17 +77,18 @@ class LinearContraction(nn.Module):
             self.register_parameter("bias", None)
         self.register_buffer("c", torch.tensor(float(c)))
         self.register_buffer("one", torch.tensor(1.0))
+        # not persistent (as in the seed): σ is re-derived from the weights, and eval mode must
+        # leave the state_dict unchanged while this buffer follows the current weights
         self.register_buffer("spectral_norm", torch.tensor(0.0), persistent=False)
         self.register_buffer("power_vector", torch.zeros(min(self.input_size, self.output_size)))
-        self._cache_key = None
-        self._cached_weight = None
+        self._cache = None  # (weight, power_vector, c, their versions, A′) of the last eval call
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """``nn.Linear``'s initialisation, then a cold-start power iteration to fill the buffers."""
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            bound = 1 / math.sqrt(self.input_size) if self.input_size > 0 else 0.0
+            bound = 1 / math.sqrt(self.input_size)
             nn.init.uniform_(self.bias, -bound, bound)
         self.refresh_power_vector(maxiter=_COLD_START_MAXITER, cold=True)
 
@@ -138,20 +142,24 @@ class LinearContraction(nn.Module):
     def _cached_effective_weight(self) -> Tensor:
         # Eval-mode inference re-derives A′ only when a weight or buffer changed: in-place updates
         # (optimisers, load_state_dict) bump `_version`, `.to()`/`.double()` move the weight's
-        # storage. (Edits through `.data` bypass the version counter: edit under torch.no_grad().)
-        # The tensors are read through the registries: nn.Module.__getattr__ costs ~0.6 µs a
-        # lookup, and this runs per layer per call, where a whole layer takes a few µs at batch 1.
-        weight, buffers = self._parameters["weight"], self._buffers
-        key = (
-            weight._version,
-            weight.data_ptr(),
-            buffers["power_vector"]._version,
-            buffers["c"]._version,
-        )
-        if self._cached_weight is None or key != self._cache_key:
-            self._cached_weight = self.effective_weight()
-            self._cache_key = key
-        return self._cached_weight
+        # storage, assigning a new tensor changes its identity (the cache holds the tensors, so
+        # identities are not reused). Edits through `.data` bypass the version counter: edit
+        # under torch.no_grad() instead. The tensors are read through the registries:
+        # nn.Module.__getattr__ costs ~0.6 µs a lookup, and a whole layer takes a few µs at batch 1.
+        weight, vector, c = (
+            self._parameters["weight"], self._buffers["power_vector"], self._buffers["c"]
+        )  # fmt: skip
+        versions = (weight._version, weight.data_ptr(), vector._version, c._version)
+        cached = self._cache
+        if (
+            cached is None
+            or cached[0] is not weight
+            or cached[1] is not vector
+            or cached[2] is not c
+            or cached[3] != versions
+        ):
+            self._cache = cached = (weight, vector, c, versions, self.effective_weight())
+        return cached[4]
 
     def forward(self, x: Tensor) -> Tensor:
         """Signature: ``[..., input_size] → [..., output_size]``."""

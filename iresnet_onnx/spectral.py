@@ -66,6 +66,12 @@ def power_iteration(
     ``x0`` is the start vector of length ``min(m, n)``; by default the cold start of :func:`cold_start`.
     """
     with torch.no_grad():
+        if A.numel() == 0:  # ‖A‖₂ of an empty matrix is 0: nothing to iterate on
+            zero = torch.zeros((), dtype=A.dtype, device=A.device)
+            m, n = A.shape
+            empty = torch.zeros(min(m, n), dtype=A.dtype, device=A.device)
+            return PowerIterationResult(zero, torch.zeros(m, dtype=A.dtype, device=A.device),
+                                        torch.zeros(n, dtype=A.dtype, device=A.device), empty, 0)  # fmt: skip
         T = tall_form(A)
         scale = T.abs().amax()
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))

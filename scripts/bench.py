@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The performance benchmark (iresnet_onnx.bench.bench_suite): prints a markdown report, writes JSON.
+"""The performance benchmark (iresnet_onnx.bench): prints a markdown report, writes JSON and markdown.
 
 Usage: python scripts/bench.py [--widths 16,64,256] [--batches 1,64,1024] [--threads 2]
                                [--repeats 200] [--steps-per-check 1,8]
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from iresnet_onnx.bench import bench_suite, format_matrix, machine, rows_to_dicts, targets
+from iresnet_onnx.bench import bench_suite, suite_report
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -34,40 +34,12 @@ def main() -> int:
         widths=args.widths, batches=args.batches, threads=args.threads, repeats=args.repeats,
         steps_per_check=args.steps_per_check,
     )  # fmt: skip
-    width = 64 if 64 in args.widths else args.widths[0]
-    goals = targets(rows, width=width, fast_k=max(args.steps_per_check))
-    about = machine()
-    lines = [
-        f"Median latency over {args.repeats} calls per cell (taken in turns), {args.threads} threads for "
-        f"torch and onnxruntime; ratio = baseline time / implementation time in the same run.",
-        f"Machine: {about['cpu']}, {about['cores']} cores, Python {about['python']}, "
-        f"torch {about['torch']}, onnxruntime {about['onnxruntime']}.",
-        "",
-        *(format_matrix(rows, w) + "\n" for w in args.widths),
-        f"Targets (n = {width}):",
-        "",
-        "| target | measured | goal | |",
-        "|---|---:|---:|---|",
-        *(
-            f"| {g['what']} | {g['value']:.2f} | {g['target']} | {'met' if g['met'] else 'missed'} |"
-            for g in goals
-        ),
-    ]
-    report = "\n".join(lines)
+    report, data = suite_report(
+        rows, args.widths, args.repeats, args.threads, fast_k=max(args.steps_per_check)
+    )
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": about,
-                "threads": args.threads,
-                "rows": rows_to_dicts(rows),
-                "targets": goals,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    args.out.write_text(json.dumps(data, indent=2) + "\n")
     args.markdown.write_text(report + "\n")
     print(f"\nwrote {args.out} and {args.markdown}")
     return 0

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from iresnet_onnx import export, iResNet
+from iresnet_onnx.bench import suite_model
 
 
 def make_model(
@@ -18,14 +19,8 @@ def make_model(
     **block_hp,
 ) -> iResNet:
     """An eval-mode iResNet whose weights are ×``scale`` (so every σ is renormalised)."""
-    torch.manual_seed(seed)
-    block = {"variant": variant, "activation": activation, **block_hp}
-    model = iResNet(n, nblocks=nblocks, iResNetBlock=block)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("weight"):
-                parameter.mul_(scale)
-    return model.to(dtype).eval()
+    model = suite_model(n, nblocks, scale, seed, variant=variant, activation=activation, **block_hp)
+    return model.to(dtype)
 
 
 @pytest.fixture(scope="session")

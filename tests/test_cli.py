@@ -16,7 +16,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from iresnet_onnx import save_checkpoint
+from iresnet_onnx import runtimes, save_checkpoint
 from tests.conftest import make_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,10 +76,7 @@ def test_verify_passes_and_reports_json(export_dir):
 
 
 def test_tampered_graph_reports_hash_and_parity(export_dir, tmp_path):
-    tampered = tmp_path / "tampered"
-    tampered.mkdir()
-    for name in ("forward.onnx", "inverse.onnx", "model.pt", "manifest.json"):
-        (tampered / name).write_bytes((export_dir / name).read_bytes())
+    tampered = copy_export(export_dir, tmp_path / "tampered")
     proto = onnx.load(tampered / "forward.onnx")
     for initializer in proto.graph.initializer:
         if initializer.name == "blocks.0.bottleneck.0.bias":
@@ -93,13 +90,39 @@ def test_tampered_graph_reports_hash_and_parity(export_dir, tmp_path):
     assert "sha256 forward.onnx: modified" in result.stdout and "FAILED" in result.stdout
 
 
+def copy_export(export_dir: Path, target: Path) -> Path:
+    target.mkdir()
+    for name in ("forward.onnx", "inverse.onnx", "model.pt", "manifest.json"):
+        (target / name).write_bytes((export_dir / name).read_bytes())
+    return target
+
+
+def test_file_broken_since_export_is_a_verification_failure(export_dir, tmp_path):
+    broken = copy_export(export_dir, tmp_path / "broken")
+    (broken / "forward.onnx").write_bytes(b"\x00not onnx any more")
+    result = cli("verify", broken, "--runtime", "onnxruntime:cpu")
+    assert_clean_failure(result, 1, "forward.onnx modified since export", "cannot run parity")
+
+
+def test_manifest_without_hashes_is_bad_input(export_dir, tmp_path):
+    folder = copy_export(export_dir, tmp_path / "nohash")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert_clean_failure(cli("verify", folder), 2, "lacks the sha256 of forward.onnx")
+    assert_clean_failure(cli("inspect", folder), 2, "lacks the sha256")
+
+
 @pytest.mark.parametrize(
     ("runtime", "fragment"),
     [
-        ("onnxruntime:cuda", "onnxruntime:cuda is not available here; available: "),
+        pytest.param(
+            "onnxruntime:cuda", "onnxruntime:cuda is not available here; available: ",
+            marks=pytest.mark.skipif("onnxruntime:cuda" in runtimes.available(), reason="CUDA is here"),
+        ),
         ("tvm:cpu", "unknown runtime"),
     ],
-)
+)  # fmt: skip
 def test_unavailable_runtime_exits_2_with_the_list(export_dir, runtime, fragment):
     assert_clean_failure(
         cli("verify", export_dir, "--runtime", runtime), 2, fragment, "onnxruntime:cpu"

@@ -7,18 +7,11 @@ import pytest
 import torch
 
 from iresnet_onnx import iResNet, iResNetBlock
+from iresnet_onnx.bench import scale_weights
 from iresnet_onnx.iresnet import ConvergenceWarning
 
 VARIANTS = ["lowrank", "mlp"]
 ACTIVATIONS = ["ReLU", "ELU", "Tanh"]
-
-
-def scale_weights(model: torch.nn.Module, factor: float) -> torch.nn.Module:
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("weight"):
-                parameter.mul_(factor)
-    return model
 
 
 def tight_model(variant: str, activation: str, n: int = 6) -> iResNet:
@@ -225,7 +218,13 @@ def test_bad_input():
         y[1, 2] = bad
         with pytest.raises(ValueError, match="NaN or Inf"):
             model.inverse(y)
-    with pytest.raises(ValueError, match="need maxiter ≥ 1"):
-        model.inverse(torch.randn(2, 4), maxiter=0)
+    for solver, message in (
+        ({"maxiter": 0}, "maxiter must be an int ≥ 1"),
+        ({"maxiter": 2.5}, "maxiter must be an int ≥ 1"),
+        ({"atol": float("nan")}, "atol must be finite and ≥ 0"),
+        ({"rtol": -1e-3}, "rtol must be finite and ≥ 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            model.inverse(torch.randn(2, 4), **solver)
     with pytest.raises(ValueError, match="input_size must be a positive int"):
         iResNet(0)

@@ -175,3 +175,9 @@ def test_wrong_width_names_both_sizes():
     layer = LinearContraction(4, 2)
     with pytest.raises(ValueError, match=r"\[\.\.\., 4\].*last dimension is 5"):
         layer(torch.randn(3, 5))
+
+
+@pytest.mark.parametrize(("m", "n"), [(0, 3), (3, 0), (2.5, 3)])
+def test_bad_sizes(m, n):
+    with pytest.raises(ValueError, match="must be a positive int"):
+        LinearContraction(m, n)

@@ -154,3 +154,11 @@ def test_bad_input(bad, error):
 def test_start_vector_of_wrong_length():
     with pytest.raises(ValueError, match=r"start vector must have shape \(3,\)"):
         spectral_norm(torch.ones(3, 5), x0=torch.ones(5))
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0)])
+def test_empty_matrix_has_norm_zero(shape):
+    A = torch.zeros(shape, requires_grad=True)
+    assert spectral_norm(A) == 0 and SpectralNorm.apply(A) == 0
+    SpectralNorm.apply(A).backward()
+    assert A.grad.shape == shape

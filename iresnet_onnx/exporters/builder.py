@@ -88,7 +88,7 @@ class Ops:
         """``ReduceMax``/``ReduceL2``/… over ``axes`` (all axes when None), for any opset."""
         if axes is None:
             return self.op(op_type, x, keepdims=keepdims)
-        if self.opset >= 18 or op_type == "ReduceSum":
+        if self.opset >= 18:
             return self.op(op_type, x, self.const(list(axes), INT64), keepdims=keepdims)
         return self.op(op_type, x, axes=list(axes), keepdims=keepdims)
 

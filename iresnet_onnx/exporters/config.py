@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..iresnet import check_solver_options, iResNet, iResNetBlock
-from ..layers import POWER_ITERATION, LinearContraction
+from ..layers import LinearContraction
 from .functions import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
 
 SPECTRAL_NORM_MODES = ("loop", "folded")
@@ -88,6 +88,8 @@ class ModelSpec:
     maxiter: int
     atol: float
     rtol: float
+    power_iteration: dict[str, Any]
+    """The layers' shared power-iteration stopping rule: atol, rtol, maxiter."""
     hp: dict[str, Any]
 
     @property
@@ -97,10 +99,6 @@ class ModelSpec:
     @property
     def layers(self) -> list[LayerSpec]:
         return [layer for block in self.blocks for layer in block]
-
-    @property
-    def power_iteration(self) -> dict[str, Any]:
-        return dict(POWER_ITERATION)
 
     def hp_json(self) -> str:
         return json.dumps(self.hp, sort_keys=True)
@@ -140,18 +138,9 @@ def describe(model: Any) -> ModelSpec:
     The model's mode is restored afterwards; nothing but the ``spectral_norm`` buffers (σ of the
     current weights) is written.
     """
-    if isinstance(model, iResNet):
-        blocks, prefixes, kind = (
-            list(model.blocks),
-            [f"blocks.{i}." for i in range(model.nblocks)],
-            "iResNet",
-        )
-    elif isinstance(model, iResNetBlock):
-        blocks, prefixes, kind = [model], [""], "iResNetBlock"
-    else:
-        raise TypeError(
-            f"export takes an iresnet_onnx.iResNet or iResNetBlock, got {type(model).__name__}"
-        )
+    blocks = blocks_of(model)
+    kind = type(model).__name__
+    prefixes = [f"blocks.{i}." for i in range(len(blocks))] if kind == "iResNet" else [""]
     parameter = next(model.parameters())
     if parameter.dtype not in _DTYPES:
         raise ValueError(f"export supports float32 and float64 models, got {parameter.dtype}")
@@ -163,6 +152,18 @@ def describe(model: Any) -> ModelSpec:
     steps = {_steps(b) for b in blocks}
     if len(steps) != 1:
         raise ValueError("all blocks must have the same bottleneck structure to export")
+    # one SpectralNorm function serves every layer, so the layers must share its stopping rule
+    power = {
+        (m.power_atol, m.power_rtol, m.power_maxiter)
+        for b in blocks
+        for m in b.bottleneck
+        if isinstance(m, LinearContraction)
+    }
+    if len(power) != 1:
+        raise ValueError(
+            f"all layers must share one power-iteration rule to export, got {sorted(power)}"
+        )
+    ((power_atol, power_rtol, power_maxiter),) = power
 
     was_training = model.training
     model.eval()
@@ -187,7 +188,19 @@ def describe(model: Any) -> ModelSpec:
         maxiter=maxiter,
         atol=atol,
         rtol=rtol,
+        power_iteration={"atol": power_atol, "rtol": power_rtol, "maxiter": power_maxiter},
         hp=_jsonable(model.HP),
+    )
+
+
+def blocks_of(model: Any) -> list[iResNetBlock]:
+    """The blocks of an iResNet, or [block]; ``TypeError`` for anything else."""
+    if isinstance(model, iResNet):
+        return list(model.blocks)
+    if isinstance(model, iResNetBlock):
+        return [model]
+    raise TypeError(
+        f"export takes an iresnet_onnx.iResNet or iResNetBlock, got {type(model).__name__}"
     )
 
 
@@ -199,12 +212,9 @@ def with_solver_defaults(
     model: Any, *, maxiter: int | None, atol: float | None, rtol: float | None
 ) -> Any:
     """A copy of ``model`` whose blocks (and HP) use these inverse-solver defaults."""
-    if not isinstance(model, (iResNet, iResNetBlock)):
-        raise TypeError(
-            f"export takes an iresnet_onnx.iResNet or iResNetBlock, got {type(model).__name__}"
-        )
+    blocks_of(model)  # the type check, before copying
     model = copy.deepcopy(model)
-    blocks = list(model.blocks) if isinstance(model, iResNet) else [model]
+    blocks = blocks_of(model)
     first = blocks[0]
     values = {
         "maxiter": first.maxiter if maxiter is None else maxiter,

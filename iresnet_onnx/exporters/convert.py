@@ -118,7 +118,7 @@ class _ModelBuilder:
                 f"contraction_constants.{group_index}",
                 np.array([layer.c for layer in layers], spec.dtype).reshape(-1, 1, 1),
             )
-            sigma, _ = ops.call(spectral, stack, vectors, outputs=2)
+            sigma = ops.call(spectral, stack, vectors)
             effective = ops.call(contraction, stack, sigma, c)
             flat = ops.Reshape(effective, ops.const([len(layers) * rows, cols], INT64))
             parts = ops.op_multi(

@@ -54,14 +54,14 @@ BottleneckStep = LinearStep | ActivationStep
 def spectral_norm_function(
     opset: int, dtype: ir.DataType, atol: float, rtol: float, maxiter: int
 ) -> ir.Function:
-    """``SpectralNorm(T[L,M,N], x0[L,N]) -> (σ[L,1,1], iterations[L])`` for tall matrices T.
+    """``SpectralNorm(T[L,M,N], x0[L,N]) -> σ[L,1,1]`` for tall matrices T.
 
     The algorithm of ``spectral.power_iteration``, batched: every layer stops on its own test (a
     converged layer's iterate is frozen by ``Where``), the Loop stops when none is left, and the test
     runs before the first update, so a converged warm start costs zero iterations.
     """
 
-    def body(ops: Ops, T: ir.Value, x0: ir.Value) -> tuple[ir.Value, ir.Value]:
+    def body(ops: Ops, T: ir.Value, x0: ir.Value) -> ir.Value:
         zero, one = ops.const(0.0), ops.const(1.0)
         atol_, rtol_ = ops.const(atol), ops.const(rtol)
         scale = ops.reduce("ReduceMax", ops.Abs(T), [1, 2], keepdims=1)
@@ -84,25 +84,21 @@ def spectral_norm_function(
         x = ops.Unsqueeze(x0, ops.const([-1], INT64))
         x = ops.Div(x, ops.reduce("ReduceL2", x, [1], keepdims=1))
         lam, z, excess = evaluate(ops, x)
-        zeros = ops.ConstantOfShape(ops.Shape(excess), value=ir.tensor(np.zeros(1, np.int64)))
-        zeros.type = ir.TensorType(INT64)
 
-        def iterate(inner: Ops, x, z, lam, excess, k):
+        def iterate(inner: Ops, x, z, lam, excess):
             active = inner.Greater(excess, zero)
             x = inner.Where(active, inner.Div(z, inner.reduce("ReduceL2", z, [1], keepdims=1)), x)
             lam, z, excess = evaluate(inner, x)
-            k = inner.Add(k, inner.Cast(active, to=INT64))
-            return any_active(inner, excess), [x, z, lam, excess, k]
+            return any_active(inner, excess), [x, z, lam, excess]
 
-        _, _, lam, _, k = ops.loop(
+        _, _, lam, _ = ops.loop(
             "power_iteration",
             ops.const(maxiter, INT64),
             any_active(ops, excess),
-            {"x": x, "z": z, "lam": lam, "excess": excess, "k": zeros},
+            {"x": x, "z": z, "lam": lam, "excess": excess},
             iterate,
         )
-        sigma = ops.Mul(scale, ops.Sqrt(lam))
-        return sigma, ops.Reshape(k, ops.const([-1], INT64))
+        return ops.Mul(scale, ops.Sqrt(lam))
 
     return make_function(
         "SpectralNorm", opset, dtype, ["T", "x0"], body,

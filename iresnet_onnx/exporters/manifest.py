@@ -57,6 +57,13 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
         raise InvalidModelError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(manifest, dict) or manifest.get("package") != "iresnet-onnx":
         raise InvalidModelError(f"{path}: not an iresnet-onnx manifest")
+    files = manifest.get("files")
+    required = ("forward.onnx", "inverse.onnx", manifest.get("checkpoint", "model.pt"))
+    if not isinstance(files, dict) or not all(
+        isinstance(files.get(name), dict) and isinstance(files[name].get("sha256"), str)
+        for name in required
+    ):
+        raise InvalidModelError(f"{path}: the manifest lacks the sha256 of {', '.join(required)}")
     return manifest
 
 

@@ -65,15 +65,19 @@ def _provider_really_runs(ort: Any, provider: str) -> bool:
     return provider in session.get_providers()
 
 
-@functools.cache
 def available() -> list[str]:
     """The ``"runtime:device"`` names that really work on this machine (probed once)."""
+    return list(_probe())
+
+
+@functools.cache
+def _probe() -> tuple[str, ...]:
     names = ["torch:cpu"]
     if torch.cuda.is_available():
         names.append("torch:cuda")
     names += [f"onnxruntime:{device}" for device in _onnxruntime_devices()]
     names.append("reference:cpu")
-    return names
+    return tuple(names)
 
 
 def parse_runtime(name: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ import onnx
 import torch
 
 from ..errors import InvalidModelError
+from ..iresnet import check_solver_options
 
 SOLVER_INPUTS = ("maxiter", "atol", "rtol")
 MAIN_OUTPUT = {"forward": "y", "inverse": "x"}
@@ -74,30 +75,21 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, ModelInfo]:
     return proto, info
 
 
-def check_solver_inputs(direction: str, solver: dict[str, Any]) -> None:
-    """``ValueError`` for solver inputs to a forward graph, unknown names or bad values."""
-    if not solver:
-        return
+def check_solver_inputs(direction: str, solver: dict[str, Any]) -> dict[str, Any]:
+    """The solver inputs that were given (None dropped), after checking them: ``ValueError`` for
+    solver inputs to a forward graph, unknown names or bad values."""
+    given = {name: value for name, value in solver.items() if value is not None}
+    if not given:
+        return given
     if direction != "inverse":
-        raise ValueError(f"solver inputs {sorted(solver)} only apply to the inverse graph")
-    unknown = set(solver) - set(SOLVER_INPUTS)
+        raise ValueError(f"solver inputs {sorted(given)} only apply to the inverse graph")
+    unknown = set(given) - set(SOLVER_INPUTS)
     if unknown:
         raise ValueError(
             f"unknown solver inputs {sorted(unknown)}; known: {', '.join(SOLVER_INPUTS)}"
         )
-    maxiter = solver.get("maxiter")
-    if maxiter is not None and (
-        isinstance(maxiter, bool) or int(maxiter) != maxiter or maxiter < 1
-    ):
-        raise ValueError(f"maxiter must be an int ≥ 1, got {maxiter!r}")
-    for name in ("atol", "rtol"):
-        value = solver.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be finite and ≥ 0, got {value!r}")
+    check_solver_options(given.get("maxiter"), given.get("atol"), given.get("rtol"), "solver input")
+    return given
 
 
 def all_finite(array: np.ndarray) -> bool:
@@ -168,9 +160,7 @@ class Session(ABC):
         ``solver`` (inverse only): ``maxiter``, ``atol``, ``rtol`` overriding the model's defaults.
         """
         batch, leading = self._prepare(array)
-        if solver:
-            check_solver_inputs(self.direction, solver)
-            solver = {k: v for k, v in solver.items() if v is not None}
+        solver = check_solver_inputs(self.direction, solver)
         if batch.shape[0] == 0:
             outputs = {self.main_output: np.empty_like(self._numpy(batch))}
             if self.direction == "inverse":
@@ -216,8 +206,8 @@ class Session(ABC):
     def _convert(self, array: Any) -> tuple[Any, bool]:
         """Torch tensors and array-likes: the dtype must already be the graph's (never cast)."""
         if isinstance(array, torch.Tensor):
-            floating = array.is_floating_point()
-            dtype = np.dtype(str(array.dtype).removeprefix("torch.")) if floating else None
+            name = str(array.dtype).removeprefix("torch.")
+            dtype = np.dtype(name) if name in ("float16", "float32", "float64") else None
             values = array.detach()
         else:
             values = np.asarray(array)

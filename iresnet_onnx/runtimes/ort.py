@@ -70,7 +70,9 @@ class OnnxRuntimeSession(Session):
 
     runtime = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", **options: Any):
+    def __init__(
+        self, path: str | Path, device: str = "cpu", *, device_id: int = 0, **options: Any
+    ):
         import onnxruntime as ort
 
         proto, info = read_model(path)
@@ -80,11 +82,16 @@ class OnnxRuntimeSession(Session):
                 f"onnxruntime has no device {device!r}; use cpu, cuda or tensorrt"
             )
         self.device = device
+        self.device_id = int(device_id)
         options.setdefault("prepacking", info.direction == "forward")
         settings = session_options(**options)  # a bad option is the caller's error, not the file's
+        providers: list[Any] = [
+            (name, {"device_id": self.device_id}) if name != "CPUExecutionProvider" else name
+            for name in PROVIDERS[device]
+        ]
         try:
             self.session = ort.InferenceSession(
-                proto.SerializeToString(), settings, providers=PROVIDERS[device]
+                proto.SerializeToString(), settings, providers=providers
             )
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
             raise InvalidModelError(f"onnxruntime cannot load {info.path}: {error}") from error
@@ -106,7 +113,7 @@ class OnnxRuntimeSession(Session):
         return self.session.end_profiling()
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
-        feeds = self.solver_feeds(solver) if solver else {}
+        feeds = self.solver_feeds(solver)
         if isinstance(batch, torch.Tensor) and batch.is_cuda and self.device != "cpu":
             outputs = self._run_bound(batch, feeds)
             return {name: value.cpu().numpy() for name, value in outputs.items()}
@@ -117,23 +124,28 @@ class OnnxRuntimeSession(Session):
         return self.session.run(self._main_only, {self.input_name: batch})[0]
 
     def run_torch(self, tensor: torch.Tensor, **solver: Any) -> dict[str, torch.Tensor]:
-        """CUDA only: torch CUDA tensor in, torch CUDA tensors out, with no host copy (IO binding)."""
-        if self.device == "cpu" or not tensor.is_cuda:
+        """CUDA only, IO binding: the input and the main output stay on the GPU (no host copy);
+        the small ``iterations`` and ``residual`` outputs come back as CPU tensors."""
+        if self.device == "cpu" or not isinstance(tensor, torch.Tensor) or not tensor.is_cuda:
             raise ValueError("run_torch needs a CUDA session and a torch CUDA tensor")
         batch, leading = self._prepare(tensor)
-        if solver:
-            check_solver_inputs(self.direction, solver)
-        outputs = self._run_bound(batch.contiguous(), self.solver_feeds(solver))
-        outputs[self.main_output] = outputs[self.main_output].reshape(
-            *leading, self.info.input_size
-        )
+        given = check_solver_inputs(self.direction, solver)
+        outputs = self._run_bound(batch, self.solver_feeds(given))
+        main = self.main_output
+        outputs[main] = outputs[main].reshape(*leading, self.info.input_size)
         return outputs
 
     def _run_bound(
         self, batch: torch.Tensor, feeds: dict[str, np.ndarray]
     ) -> dict[str, torch.Tensor]:
-        binding = self.session.io_binding()
         device_id = batch.device.index or 0
+        if device_id != self.device_id:
+            raise ValueError(
+                f"{self.info.path.name}: the input is on cuda:{device_id}, the session on "
+                f"cuda:{self.device_id} (load(..., device_id={device_id}) runs on that GPU)"
+            )
+        batch = batch.contiguous()  # IO binding reads dense row-major memory: no strided views
+        binding = self.session.io_binding()
         element_type = self.info.dtype.type
         binding.bind_input(
             self.input_name, "cuda", device_id, element_type, list(batch.shape), batch.data_ptr()
@@ -141,18 +153,17 @@ class OnnxRuntimeSession(Session):
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
         main = self.main_output
-        outputs: dict[str, torch.Tensor] = {main: torch.empty_like(batch)}
+        outputs = {main: torch.empty(batch.shape, dtype=batch.dtype, device=batch.device)}
         binding.bind_output(
             main, "cuda", device_id, element_type, list(batch.shape), outputs[main].data_ptr()
         )
-        for name in self.output_names:
-            if name != main:
-                binding.bind_output(name, "cpu")
+        extra = [name for name in self.output_names if name != main]
+        for name in extra:
+            binding.bind_output(name, "cpu")
         binding.synchronize_inputs()
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         # get_outputs() keeps the binding order: the main output first, then the host-side ones
-        extra = [n for n in self.output_names if n != main]
         for name, value in zip(extra, binding.get_outputs()[1:]):
             outputs[name] = torch.from_numpy(value.numpy())
         return outputs

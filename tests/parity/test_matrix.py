@@ -8,7 +8,8 @@ import itertools
 
 import pytest
 
-from iresnet_onnx import export, runtimes
+from iresnet_onnx import export, iresnet, runtimes
+from iresnet_onnx.exporters.functions import ACTIVATION_OPS
 from iresnet_onnx.parity import check
 from tests.conftest import make_model
 
@@ -71,3 +72,15 @@ def test_parity_with_steps_per_check(tmp_path, n, variant, activation):
     for row in report.rows:
         if row.direction == "inverse":
             assert all(a % 8 == 0 and a >= b for a, b in zip(row.iterations, row.eager_iterations))
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATION_OPS))
+@pytest.mark.parametrize("mode", MODES)
+def test_every_allowed_activation_exports(tmp_path, activation, mode):
+    assert set(ACTIVATION_OPS) == set(iresnet.ACTIVATIONS)  # every allowed activation maps to ONNX
+    model = make_model(5, 2, variant="mlp", activation=activation, seed=3)
+    export(model, tmp_path, spectral_norm=mode, validate=False)
+    report = check(
+        model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=(1, 9), leading_dims=False
+    )
+    assert report.passed, str(report)
