@@ -181,13 +181,13 @@ class iResNetBlock(nn.Module):
         check_width(y, self.input_size, "iResNetBlock.inverse")
         if not bool(torch.isfinite(y).all()):
             raise ValueError("iResNetBlock.inverse: the input contains NaN or Inf")
-        if not torch.jit.is_scripting():
-            check_solver_options(maxiter, atol, rtol, "iResNetBlock.inverse")
         maxiter_ = self.maxiter if maxiter is None else maxiter
         atol_ = self.atol if atol is None else atol
         rtol_ = self.rtol if rtol is None else rtol
-        if maxiter_ < 1 or not 0.0 <= atol_ < math.inf or not 0.0 <= rtol_ < math.inf:
-            # (the same rule for TorchScript, whose types already make maxiter an int)
+        if not torch.jit.is_scripting():
+            check_solver_options(maxiter, atol, rtol, "iResNetBlock.inverse")
+        elif maxiter_ < 1 or not 0.0 <= atol_ < math.inf or not 0.0 <= rtol_ < math.inf:
+            # the same rule in what TorchScript compiles (its types already make maxiter an int)
             raise ValueError(
                 f"iResNetBlock.inverse: need maxiter ≥ 1 and finite atol, rtol ≥ 0; "
                 f"got maxiter={maxiter_}, atol={atol_}, rtol={rtol_}"

@@ -67,11 +67,10 @@ def power_iteration(
     """
     with torch.no_grad():
         if A.numel() == 0:  # ‖A‖₂ of an empty matrix is 0: nothing to iterate on
-            zero = torch.zeros((), dtype=A.dtype, device=A.device)
             m, n = A.shape
-            empty = torch.zeros(min(m, n), dtype=A.dtype, device=A.device)
-            return PowerIterationResult(zero, torch.zeros(m, dtype=A.dtype, device=A.device),
-                                        torch.zeros(n, dtype=A.dtype, device=A.device), empty, 0)  # fmt: skip
+            return PowerIterationResult(
+                A.new_zeros([]), A.new_zeros([m]), A.new_zeros([n]), A.new_zeros([min(m, n)]), 0
+            )
         T = tall_form(A)
         scale = T.abs().amax()
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))

@@ -40,16 +40,15 @@ class _ModelBuilder:
         self.initializers: list[ir.Value] = []
         self.functions: dict[str, ir.Function] = {}
         bottleneck = bottleneck_function(options.opset, self.dtype, spec.steps)
-        self.bottleneck = self._use(bottleneck)
+        self.bottleneck = self.use(bottleneck)
 
-    def _use(self, function: ir.Function) -> ir.Function:
+    def use(self, function: ir.Function) -> ir.Function:
         self.functions.setdefault(function.name, function)
         return self.functions[function.name]
 
     def initializer(self, name: str, array: np.ndarray, doc: str | None = None) -> ir.Value:
-        tensor = ir.tensor(
-            np.array(array, order="C"), name=name
-        )  # (ascontiguousarray makes 0-d 1-d)
+        # np.array(order="C"), not np.ascontiguousarray: the latter turns 0-d defaults into 1-d
+        tensor = ir.tensor(np.array(array, order="C"), name=name)
         value = ir.Value(
             name=name, type=ir.TensorType(tensor.dtype), shape=tensor.shape, const_value=tensor
         )
@@ -90,12 +89,12 @@ class _ModelBuilder:
     def _loop_weights(self) -> dict[str, ir.Value]:
         ops, spec = self.ops, self.spec
         power = spec.power_iteration
-        spectral = self._use(
+        spectral = self.use(
             spectral_norm_function(
                 ops.opset, self.dtype, power["atol"], power["rtol"], power["maxiter"]
             )
         )
-        contraction = self._use(contraction_function(ops.opset, self.dtype))
+        contraction = self.use(contraction_function(ops.opset, self.dtype))
         groups: dict[tuple[int, int], list[LayerSpec]] = defaultdict(list)
         for layer in spec.layers:
             groups[layer.tall_shape].append(layer)
@@ -169,7 +168,7 @@ def _batch_input(builder: _ModelBuilder, name: str, doc: str) -> ir.Value:
 def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     """``forward.onnx``: x[batch, n] → y[batch, n]."""
     builder = _ModelBuilder(spec, options)
-    forward = builder._use(block_forward_function(options.opset, builder.dtype, builder.bottleneck))
+    forward = builder.use(block_forward_function(options.opset, builder.dtype, builder.bottleneck))
     x = _batch_input(builder, "x", "input, float[batch, n]; batch is dynamic")
     h = x
     for parameters in builder.block_parameters():
@@ -184,7 +183,7 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     """``inverse.onnx``: y (+ optional maxiter, atol, rtol) → x, iterations, residual."""
     builder = _ModelBuilder(spec, options)
     ops = builder.ops
-    inverse = builder._use(
+    inverse = builder.use(
         block_inverse_function(
             options.opset, builder.dtype, builder.bottleneck, options.steps_per_check
         )
