@@ -1,7 +1,10 @@
-"""The package's typed errors. The CLI maps ParityError to exit 1 and the rest to exit 2."""
+"""The package's typed errors and warnings (no torch, no onnx: the edge install imports them).
+
+The CLI maps ParityError (and a failed verification) to exit 1 and the rest to exit 2."""
 
 __all__ = [
     "CheckpointError",
+    "ConvergenceWarning",
     "ExportError",
     "InvalidModelError",
     "IresnetOnnxError",
@@ -32,3 +35,8 @@ class RuntimeUnavailableError(IresnetOnnxError, RuntimeError):
 
 class ParityError(IresnetOnnxError, AssertionError):
     """An exported graph disagrees with eager PyTorch beyond the documented tolerance."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A fixed-point inverse stopped before meeting its tolerance (at ``maxiter``, or because the
+    iteration blew up to NaN/Inf)."""

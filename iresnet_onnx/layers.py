@@ -81,7 +81,7 @@ class LinearContraction(nn.Module):
         # leave the state_dict unchanged while this buffer follows the current weights
         self.register_buffer("spectral_norm", torch.tensor(0.0), persistent=False)
         self.register_buffer("power_vector", torch.zeros(min(self.input_size, self.output_size)))
-        self._cache = None  # (weight, power_vector, c, their versions, A′) of the last eval call
+        self._cache = None  # copies of (weight, power_vector, c) and the A′ derived from them
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -98,6 +98,8 @@ class LinearContraction(nn.Module):
         Training leaves the vector one optimiser step behind the weights; refreshing it before
         export means the exported power-iteration Loop runs zero updates.
         """
+        if self.weight.is_meta:  # a shape-only model (the checkpoint loader's dry run)
+            return
         start = None if cold else self.power_vector
         result = power_iteration(
             self.weight.detach(), start, self.power_atol, self.power_rtol, maxiter
@@ -139,27 +141,35 @@ class LinearContraction(nn.Module):
         return self.weight * torch.minimum(self.c / sigma, self.one)
 
     @torch.jit.unused
-    def _cached_effective_weight(self) -> Tensor:
-        # Eval-mode inference re-derives A′ only when a weight or buffer changed: in-place updates
-        # (optimisers, load_state_dict) bump `_version`, `.to()`/`.double()` move the weight's
-        # storage, assigning a new tensor changes its identity (the cache holds the tensors, so
-        # identities are not reused). Edits through `.data` bypass the version counter: edit
-        # under torch.no_grad() instead. The tensors are read through the registries:
-        # nn.Module.__getattr__ costs ~0.6 µs a lookup, and a whole layer takes a few µs at batch 1.
+    def frozen_effective_weight(self) -> Tensor:
+        """A′ without autograd, cached in eval mode until the weight, warm start or c change.
+
+        The cache holds copies of the tensors A′ was derived from and compares them, value for
+        value, with the current ones: version counters and storage pointers miss edits through
+        ``.data`` and tensors re-allocated at a freed address, a comparison does not. It costs a
+        few memcmp-sized kernels, far less than one power-iteration step. A′ is derived outside
+        ``torch.inference_mode`` so that a cache filled there still serves autograd later.
+        """
         weight, vector, c = (
-            self._parameters["weight"], self._buffers["power_vector"], self._buffers["c"]
-        )  # fmt: skip
-        versions = (weight._version, weight.data_ptr(), vector._version, c._version)
+            self._parameters["weight"],
+            self._buffers["power_vector"],
+            self._buffers["c"],
+        )  # fmt: skip  (the registries: nn.Module.__getattr__ costs ~0.6 µs a lookup)
         cached = self._cache
         if (
-            cached is None
-            or cached[0] is not weight
-            or cached[1] is not vector
-            or cached[2] is not c
-            or cached[3] != versions
+            self.training
+            or cached is None
+            or not _same(cached[0], weight)
+            or not _same(cached[1], vector)
+            or not _same(cached[2], c)
         ):
-            self._cache = cached = (weight, vector, c, versions, self.effective_weight())
-        return cached[4]
+            with torch.inference_mode(False), torch.no_grad():
+                snapshot = (weight.detach().clone(), vector.clone(), c.clone())
+                effective = self.effective_weight()
+            if self.training:  # training moves the warm start at every call: nothing to reuse
+                return effective
+            self._cache = cached = (*snapshot, effective)
+        return cached[3]
 
     def forward(self, x: Tensor) -> Tensor:
         """Signature: ``[..., input_size] → [..., output_size]``."""
@@ -169,7 +179,17 @@ class LinearContraction(nn.Module):
             and not self.training
             and not (torch.is_grad_enabled() and self.weight.requires_grad)
         ):
-            weight = self._cached_effective_weight()
+            weight = self.frozen_effective_weight()
         else:
             weight = self.effective_weight()
         return functional.linear(x, weight, self.bias)
+
+
+def _same(snapshot: Tensor, current: Tensor) -> bool:
+    """Whether ``current`` holds exactly the values of ``snapshot`` (NaN never matches)."""
+    return (
+        snapshot.shape == current.shape
+        and snapshot.dtype == current.dtype
+        and snapshot.device == current.device
+        and torch.equal(snapshot, current)
+    )

@@ -22,7 +22,13 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["PowerIterationResult", "SpectralNorm", "power_iteration", "spectral_norm"]
+__all__ = [
+    "PowerIterationResult",
+    "SpectralNorm",
+    "power_iteration",
+    "spectral_norm",
+    "start_vector",
+]
 
 
 class PowerIterationResult(NamedTuple):
@@ -54,6 +60,17 @@ def cold_start(A: Tensor) -> Tensor:
     return x0
 
 
+def start_vector(A: Tensor, x0: Optional[Tensor] = None) -> Tensor:
+    """The unit start vector of the iteration: ``x0`` normalised, or the cold start when ``x0`` is
+    missing, zero or not finite (a zero warm start would stall the iteration at σ = 0)."""
+    if x0 is not None:
+        x = x0.to(dtype=A.dtype, device=A.device)
+        norm = torch.linalg.vector_norm(x)
+        if bool(torch.isfinite(norm)) and bool(norm > 0):
+            return x / norm
+    return cold_start(A)
+
+
 def power_iteration(
     A: Tensor,
     x0: Optional[Tensor] = None,
@@ -63,7 +80,8 @@ def power_iteration(
 ) -> PowerIterationResult:
     """Run the power iteration described in the module docstring on a 2-D tensor (no autograd).
 
-    ``x0`` is the start vector of length ``min(m, n)``; by default the cold start of :func:`cold_start`.
+    ``x0`` is the start vector of length ``min(m, n)``; by default (or when it is zero or not
+    finite) the cold start of :func:`cold_start`.
     """
     with torch.no_grad():
         if A.numel() == 0:  # ‖A‖₂ of an empty matrix is 0: nothing to iterate on
@@ -75,8 +93,7 @@ def power_iteration(
         scale = T.abs().amax()
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         T = T / scale
-        x = cold_start(A) if x0 is None else x0.to(dtype=A.dtype, device=A.device)
-        x = x / torch.linalg.vector_norm(x)
+        x = start_vector(A, x0)
 
         Tx = T @ x
         lam = torch.dot(Tx, Tx)

@@ -1,8 +1,11 @@
 """iResNetBlock and iResNet: round trips, HP handling, TorchScript, training, bad input."""
 
 import copy
+import re
+import threading
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -194,11 +197,11 @@ def test_float64_and_dtype_follow_the_input():
         ({"iResNetBlock": {"activation": "GELU"}}, "Lipschitz constant above 1"),
         ({"iResNetBlock": {"activation": "SiLU"}}, "Lipschitz constant above 1"),
         ({"iResNetBlock": {"variant": "dense"}}, "unknown variant 'dense'"),
-        ({"iResNetBlock": {"maxiter": 0}}, "maxiter must be an int ≥ 1"),
+        ({"iResNetBlock": {"maxiter": 0}}, "maxiter must be an int in 1…1,000,000"),
         ({"iResNetBlock": {"atol": -1.0}}, "atol must be finite and ≥ 0"),
         ({"iResNetBlock": {"hidden_size": 0}}, "hidden_size must be a positive int"),
         ({"iResNetBlock": {"colour": "red"}}, "unknown hyperparameter 'colour'"),
-        ({"nblocks": 0}, "nblocks must be a positive int"),
+        ({"nblocks": 0}, "nblocks must be an int in 1…10,000"),
         ({"depth": 3}, "unknown hyperparameter 'depth'"),
     ],
 )
@@ -219,8 +222,8 @@ def test_bad_input():
         with pytest.raises(ValueError, match="NaN or Inf"):
             model.inverse(y)
     for solver, message in (
-        ({"maxiter": 0}, "maxiter must be an int ≥ 1"),
-        ({"maxiter": 2.5}, "maxiter must be an int ≥ 1"),
+        ({"maxiter": 0}, "maxiter must be an int in 1…1,000,000"),
+        ({"maxiter": 2.5}, "maxiter must be an int in 1…1,000,000"),
         ({"atol": float("nan")}, "atol must be finite and ≥ 0"),
         ({"rtol": -1e-3}, "rtol must be finite and ≥ 0"),
     ):
@@ -228,3 +231,208 @@ def test_bad_input():
             model.inverse(torch.randn(2, 4), **solver)
     with pytest.raises(ValueError, match="input_size must be a positive int"):
         iResNet(0)
+
+
+# --- "Correct under every use" -----------------------------------------------------------------
+
+
+def test_inverse_calls_do_not_share_results_across_threads():
+    torch.manual_seed(8)
+    model = scale_weights(iResNet(6, nblocks=3), 10.0).eval()
+    y = torch.randn(16, 6)
+    with torch.no_grad():
+        expected = {m: model.inverse_with_stats(y, maxiter=m)[1].tolist() for m in (1, 40)}
+    assert expected[1] == [1, 1, 1] and expected[1] != expected[40]
+    mismatches = []
+
+    def worker(maxiter: int) -> None:
+        for _ in range(60):
+            with torch.no_grad():
+                _, steps, _ = model.inverse_with_stats(y, maxiter=maxiter)
+            if steps.tolist() != expected[maxiter]:
+                mismatches.append((maxiter, steps.tolist()))
+
+    threads = [threading.Thread(target=worker, args=(m,)) for m in (1, 40, 1, 40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert mismatches == []
+
+
+def test_numpy_hyperparameters_are_plain_and_round_trip(tmp_path):
+    from iresnet_onnx import load_checkpoint, save_checkpoint
+
+    model = iResNet(
+        np.int64(5),
+        nblocks=np.int32(2),
+        iResNetBlock={"atol": np.float32(1e-6), "maxiter": np.int64(50), "bias": np.bool_(True)},
+    )
+    block_hp = model.HP["iResNetBlock"]
+    assert type(block_hp["maxiter"]) is int and type(block_hp["atol"]) is float
+    assert type(model.HP["nblocks"]) is int and type(block_hp["bias"]) is bool
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.pt"))
+    assert loaded.HP == model.HP and loaded.blocks[0].maxiter == 50
+
+
+@pytest.mark.parametrize("value", [object(), float("nan"), {1, 2}])
+def test_hyperparameters_that_json_cannot_hold_are_refused(value):
+    with pytest.raises(ValueError, match="iResNetBlock"):
+        iResNet(4, iResNetBlock={"atol": value})
+
+
+def expanding_model() -> iResNet:
+    """c = 5 in every layer (a checkpoint can carry that): g is no contraction, x = y − g(x)
+    diverges."""
+    torch.manual_seed(9)
+    model = scale_weights(iResNet(2, nblocks=2, iResNetBlock={"activation": "ELU"}), 10.0).eval()
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith(".c"):
+                buffer.fill_(5.0)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("make", "y", "overflows"),
+    [
+        pytest.param(expanding_model, torch.full((4, 2), 30.0), False, id="c=5"),
+        pytest.param(lambda: tight_model("lowrank", "ReLU", n=2).float(),
+                     torch.tensor([[3e38, -3e38]]), True, id="huge-finite-input"),
+    ],
+)  # fmt: skip
+def test_a_fixed_point_that_blows_up_is_not_converged(make, y, overflows):
+    model = make()
+    with torch.no_grad():
+        _, steps, residual = model.inverse_with_stats(y)
+        with pytest.warns(ConvergenceWarning, match="no convergence") as record:
+            model.inverse(y)
+    atol = model.blocks[0].atol
+    assert not bool((residual <= atol).all()), residual
+    if overflows:  # NaN/Inf residual: reported, never "converged", and the iteration stops
+        assert not bool(torch.isfinite(residual).all()), residual
+        assert any(re.search(r"residual (nan|inf)", str(w.message)) for w in record)
+        assert int(steps.max()) < model.blocks[0].maxiter
+
+
+def test_implicit_gradient_of_the_inverse_matches_the_jacobian():
+    """dx*/dy = (∂f/∂x)⁻¹ at x*; backward solves with Jᵀ instead of unrolling the iteration."""
+    model = tight_model("mlp", "Tanh")
+    y = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    x = model.inverse(y)
+    upstream = torch.randn(3, 6, dtype=torch.float64)
+    (x * upstream).sum().backward()
+    for row in range(3):
+        jacobian = torch.autograd.functional.jacobian(model, x[row].detach())
+        expected = torch.linalg.solve(jacobian.T, upstream[row])
+        torch.testing.assert_close(y.grad[row], expected, rtol=1e-9, atol=1e-10)
+
+
+def test_implicit_gradient_reaches_the_weights():
+    model = tight_model("lowrank", "ELU").train(False)
+    y = torch.randn(4, 6, dtype=torch.float64)
+    weight = model.blocks[1].bottleneck[0].weight
+
+    def loss() -> torch.Tensor:
+        return model.inverse(y).square().sum()
+
+    loss().backward()
+    analytic = weight.grad[0, 0].item()
+    step = 1e-6
+    with torch.no_grad():
+        weight[0, 0] += step
+    upper = loss().item()
+    with torch.no_grad():
+        weight[0, 0] -= 2 * step
+    lower = loss().item()
+    assert analytic == pytest.approx((upper - lower) / (2 * step), rel=1e-5, abs=1e-8)
+
+
+def test_eval_inverse_with_autograd_records_no_loop():
+    """The solve runs without autograd; the graph holds one differentiable evaluation per block."""
+    model = make_model_with_steps()
+    y = torch.randn(8, 6, requires_grad=True)
+    x, steps, _ = model.inverse_with_stats(y)
+    assert int(steps.min()) >= 5  # many fixed-point steps…
+    nodes = autograd_node_count(x)
+    y_once = torch.randn(8, 6, requires_grad=True)
+    nodes_forward = autograd_node_count(model(y_once))
+    assert nodes <= 3 * nodes_forward  # …but the graph is a few forward passes, not one per step
+
+
+def make_model_with_steps() -> iResNet:
+    torch.manual_seed(10)
+    return scale_weights(iResNet(6, nblocks=2), 10.0).eval()
+
+
+def autograd_node_count(tensor: torch.Tensor) -> int:
+    seen, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return len(seen)
+
+
+LINODENET_CONFIG = {
+    "maxiter": 10,
+    "dropout": None,
+    "bias": True,
+    "rezero": False,
+    "nblocks": 2,
+    "iResNetBlock": {
+        "input_size": None,
+        "activation": "ReLU",
+        "activation_config": {"inplace": False},
+        "bias": True,
+        "hidden_size": None,
+        "maxiter": 100,
+        "output_size": None,
+        "rezero": False,
+    },
+}
+
+
+def test_linodenet_configs_are_accepted():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # defaults of keys that do nothing: silent
+        model = iResNet(4, **copy.deepcopy(LINODENET_CONFIG))
+    assert len(model.blocks) == 2 and model.blocks[0].maxiter == 100
+    assert "activation_config" not in model.HP["iResNetBlock"] and "dropout" not in model.HP
+    iResNetBlock(4, activation_config={"inplace": False}, output_size=4, rezero=False)
+
+
+@pytest.mark.parametrize(
+    ("hp", "warning"),
+    [
+        ({"dropout": 0.1}, "'dropout'=0.1 has no effect"),
+        ({"maxiter": 50}, "set iResNetBlock="),
+        ({"iResNetBlock": {"activation_config": {"inplace": True}}}, "inplace=True has no effect"),
+    ],
+)
+def test_linodenet_keys_that_do_nothing_warn(hp, warning):
+    with pytest.warns(UserWarning, match=re.escape(warning)):
+        iResNet(4, **hp)
+
+
+@pytest.mark.parametrize(
+    ("hp", "message"),
+    [
+        ({"rezero": True}, "rezero=True"),
+        (
+            {"iResNetBlock": {"output_size": 3}},
+            "output_size must be None or the model's input_size",
+        ),
+        (
+            {"iResNetBlock": {"activation_config": {"alpha": 2.0}}},
+            "activation_config may only hold",
+        ),
+        ({"iResNetBlock": {"activaton": "ReLU"}}, "unknown hyperparameter 'activaton'"),
+        ({"dropuot": None}, "unknown hyperparameter 'dropuot'"),
+    ],
+)
+def test_linodenet_keys_that_would_change_the_model_are_refused(hp, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        iResNet(4, **hp)

@@ -110,29 +110,84 @@ def test_state_dict_round_trip_reproduces_outputs():
     assert "power_vector" in layer.state_dict()
 
 
-def test_deepcopy_after_forward():
-    layer = scaled_layer(5, 5).train()
-    layer(torch.randn(2, 5)).sum()
-    duplicate = copy.deepcopy(layer)
-    x = torch.randn(3, 5)
-    layer.eval(), duplicate.eval()
+def reference_output(layer: LinearContraction, x: torch.Tensor) -> torch.Tensor:
+    """f(x) from the layer's current tensors, with σ from an SVD (independent of the layer's code)."""
+    weight = layer.weight.detach().double()
+    sigma = torch.linalg.matrix_norm(weight, 2)
+    effective = weight * torch.clamp(layer.c.double() / sigma, max=1.0)
+    bias = None if layer.bias is None else layer.bias.detach().double()
+    return torch.nn.functional.linear(x.double(), effective, bias).to(x.dtype)
+
+
+def assert_matches_reference(layer: LinearContraction, x: torch.Tensor) -> None:
     with torch.no_grad():
-        assert torch.equal(layer(x), duplicate(x))
+        torch.testing.assert_close(layer(x), reference_output(layer, x), rtol=1e-5, atol=1e-6)
 
 
-def test_eval_cache_follows_weight_changes():
-    layer = scaled_layer(5, 5, factor=1.0).eval()
+EDITS = {
+    "in-place under no_grad": lambda layer: layer.weight.mul_(50.0),
+    "through .data in place": lambda layer: layer.weight.data.mul_(0.5),
+    "new tensor through .data": lambda layer: setattr(
+        layer.weight, "data", layer.weight.data * -2.0
+    ),
+    "vector_to_parameters": lambda layer: torch.nn.utils.vector_to_parameters(
+        torch.nn.utils.parameters_to_vector(layer.parameters()) * 3.0, layer.parameters()
+    ),
+    "load_state_dict": lambda layer: layer.load_state_dict(
+        {k: v * 0.25 if k == "weight" else v for k, v in layer.state_dict().items()}
+    ),
+    "c buffer": lambda layer: layer.c.fill_(0.05),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_eval_cache_never_serves_weights_it_has_not_seen(edit):
+    # small weights (σ < c), so that rescaling the weight changes A′ (A′ = A·min(c/σ, 1))
+    layer = scaled_layer(6, 6, factor=0.1).eval()
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        before = layer(x)  # fills the cache
+        assert_matches_reference(layer, x)
+        EDITS[edit](layer)
+    assert_matches_reference(layer, x)
+    with torch.no_grad():
+        assert not torch.allclose(layer(x), before)
+
+
+def test_cache_filled_in_inference_mode_serves_autograd_later():
+    layer = scaled_layer(5, 5).eval().requires_grad_(False)  # a frozen flow
+    with torch.inference_mode():
+        layer(torch.randn(2, 5))
+    x = torch.randn(3, 5, requires_grad=True)
+    layer(x).sum().backward()  # used to be "Inference tensors cannot be saved for backward"
+    # f is affine: ∂Σf/∂x is the column sums of A′, the same for every row
+    columns = reference_output(layer, torch.eye(5)) - reference_output(layer, torch.zeros(1, 5))
+    torch.testing.assert_close(x.grad, columns.sum(-1).expand(3, 5), rtol=1e-5, atol=1e-6)
+
+
+def test_deepcopy_of_a_cached_layer_is_independent():
+    layer = scaled_layer(5, 5, factor=0.1).eval()
+    x = torch.randn(3, 5)
+    with torch.no_grad():
+        layer(x)  # the cache is filled before the copy
+    duplicate = copy.deepcopy(layer)
+    with torch.no_grad():
+        layer.weight.mul_(0.1)
+    assert_matches_reference(duplicate, x)
+    assert_matches_reference(layer, x)
+    with torch.no_grad():
+        assert not torch.allclose(layer(x), duplicate(x))
+
+
+def test_cache_follows_dtype_changes():
+    layer = scaled_layer(5, 5).eval()
     x = torch.randn(4, 5)
     with torch.no_grad():
-        before = layer(x)
-        layer.weight.mul_(50.0)  # in place: the cache must notice
-        after = layer(x)
-    reference = torch.nn.functional.linear(x, layer.effective_weight().detach(), layer.bias)
-    assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, reference)
+        layer(x)
     layer.double()
     with torch.no_grad():
         assert layer(x.double()).dtype == torch.float64
+    assert_matches_reference(layer, x.double())
 
 
 def test_leading_dims_and_dtypes():
