@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from iresnet_onnx import iResNet, iResNetBlock, load_checkpoint, save_checkpoint
+from iresnet_onnx import LinearContraction, iResNet, iResNetBlock, load_checkpoint, save_checkpoint
 from iresnet_onnx.checkpoint import FORMAT, VERSION
 from iresnet_onnx.errors import CheckpointError
 from tests.conftest import make_model
@@ -180,6 +180,34 @@ def hp_with_more_blocks(path, good_path, payload):
     torch.save({**payload, "hp": json.dumps(hp)}, path)
 
 
+def hp_edit(**changes):
+    """The good payload with its HP changed (block HP under "iResNetBlock")."""
+
+    def write(path, good_path, payload):
+        hp = json.loads(payload["hp"])
+        for key, value in changes.items():
+            if key in hp:
+                hp[key] = value
+            else:
+                hp["iResNetBlock"][key] = value
+        torch.save({**payload, "hp": json.dumps(hp)}, path)
+
+    return write
+
+
+def tensor_edit(suffix: str, value: float):
+    """The good payload with every state_dict tensor named ``…suffix`` filled with ``value``."""
+
+    def write(path, good_path, payload):
+        state = {
+            k: torch.full_like(v, value) if k.endswith(suffix) else v
+            for k, v in payload["state_dict"].items()
+        }
+        torch.save({**payload, "state_dict": state}, path)
+
+    return write
+
+
 BAD_FILES = {
     "random-bytes": write_bytes(np.random.default_rng(0).bytes(4096)),
     "empty": write_bytes(b""),
@@ -204,6 +232,29 @@ BAD_FILES = {
     "state-dict-of-another-width": other_model_state_dict,
     "state-dict-missing-a-key": state_dict_missing_a_key,
     "hp-with-more-blocks": hp_with_more_blocks,
+    # forged sizes: refused from the shapes, before anything of that size is built
+    "forged-hidden-size-1500": hp_edit(hidden_size=1500),
+    "forged-hidden-size-50000": hp_edit(hidden_size=50_000),
+    "forged-nblocks-million": hp_edit(nblocks=1_000_000),
+    "hp-a-list": edited(hp=json.dumps([1, 2])),
+    "tensor-of-another-dtype": lambda path, good, payload: torch.save(
+        {**payload, "state_dict": {k: v.double() for k, v in payload["state_dict"].items()}}, path
+    ),
+    # a model that is not invertible
+    "c-is-5": tensor_edit(".c", 5.0),
+    "c-is-0": tensor_edit(".c", 0.0),
+    "nan-weights": tensor_edit("0.weight", float("nan")),
+    "inf-bias": tensor_edit("1.bias", float("inf")),
+    "nan-power-vector": tensor_edit("power_vector", float("nan")),
+}
+
+REASONS = {
+    "forged-hidden-size-1500": "has shape",
+    "forged-nblocks-million": "nblocks=1000000, but the state_dict holds 3 blocks",
+    "c-is-5": "c is 5.0, it must lie in (0, 1)",
+    "nan-weights": "weight contains NaN or Inf",
+    "inf-bias": "bias contains NaN or Inf",
+    "nan-power-vector": "power_vector contains NaN or Inf",
 }
 
 
@@ -215,6 +266,47 @@ def test_bad_file_is_a_checkpoint_error(tmp_path, saved, kind):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     assert str(path) in str(info.value)
+    assert REASONS.get(kind, "") in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kind", ["forged-hidden-size-1500", "forged-hidden-size-50000", "forged-nblocks-million"]
+)
+def test_forged_sizes_are_refused_before_a_model_is_built(tmp_path, saved, kind, monkeypatch):
+    good_path, payload = saved
+    path = tmp_path / f"{kind}.pt"
+    BAD_FILES[kind](path, good_path, payload)
+
+    def no_real_layer(self, *args, **kwargs):
+        if not self.weight.is_meta:
+            raise AssertionError("a real layer was built from a forged checkpoint")
+
+    monkeypatch.setattr(LinearContraction, "refresh_power_vector", no_real_layer)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_a_model_that_cannot_load_cannot_be_saved(tmp_path):
+    model = make_net(torch.float32)
+    with torch.no_grad():
+        model.blocks[1].bottleneck[0].weight[0, 0] = float("nan")
+    path = tmp_path / "nan.pt"
+    with pytest.raises(ValueError, match=r"blocks\.1\.bottleneck\.0\.weight contains NaN"):
+        save_checkpoint(model, path)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    good = save_checkpoint(make_net(torch.float32), tmp_path / "model.pt")
+    before = good.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(make_net(torch.float64), good)
+    assert good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
 def test_good_payload_is_what_the_bad_files_edit(saved):

@@ -1,0 +1,91 @@
+"""Atomic writes: a file or folder this package writes is complete, or absent, or the old one.
+
+Everything is written beside its destination (same file system) under a hidden temporary name and
+renamed into place only once it is whole, so an error, a Ctrl-C or a killed process leaves the
+previous good output as it was. ``os.replace`` of a file is atomic on POSIX and Windows; a folder
+that already exists is swapped in two renames (old → trash, new → final), and the old one is
+restored if the second rename fails.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_directory", "atomic_file", "write_text_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """``with atomic_file(p) as tmp:`` write ``tmp``; on success it replaces ``p`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """``with atomic_directory(d) as tmp:`` fill the folder ``tmp``; on success it becomes ``d``.
+
+    A previous ``d`` stays untouched until the new folder is complete, and is then replaced as a
+    whole, so no reader ever sees old and new files mixed. Two writers racing for one ``d`` each
+    build their own temporary folder; the last to finish wins, whole.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        for child in tmp.rglob("*"):
+            _fsync(child)
+        _swap_in(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    trash = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    for _ in range(3):  # another writer may put a folder back between our two renames
+        try:
+            os.rename(new, final)  # succeeds when final is absent (or an empty folder)
+            return
+        except OSError:
+            pass
+        try:
+            os.rename(final, trash)
+        except FileNotFoundError:
+            continue  # someone else moved it away meanwhile: try the first rename again
+        try:
+            os.rename(new, final)
+        except OSError:
+            os.rename(trash, final)  # put the good old folder back before giving up
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
+        return
+    raise OSError(f"could not move the new {final.name} into place: the folder keeps changing")
+
+
+def _fsync(path: Path) -> None:
+    if path.is_file():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
