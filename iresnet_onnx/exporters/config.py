@@ -10,6 +10,7 @@ import torch
 
 from ..iresnet import check_solver_options, iResNet, iResNetBlock
 from ..layers import LinearContraction
+from ..spectral import start_vector
 from .functions import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
 
 SPECTRAL_NORM_MODES = ("loop", "folded")
@@ -126,7 +127,8 @@ def _layer(prefix: str, layer: LinearContraction, dtype: type) -> LayerSpec:
         name=prefix,
         weight=array(layer.weight),
         bias=None if layer.bias is None else array(layer.bias),
-        power_vector=array(layer.power_vector),
+        # the vector eager starts from: a zero or non-finite warm start means the cold start
+        power_vector=array(start_vector(layer.weight, layer.power_vector)),
         c=float(layer.c),
         effective_weight=array(layer.effective_weight()),
     )

@@ -4,108 +4,104 @@ Runtimes: ``onnxruntime`` (cpu, cuda, tensorrt), ``reference`` (``onnx.reference
 (the eager model from the export's checkpoint, cpu or cuda). ``available()`` lists the
 ``"runtime:device"`` pairs that really run here; asking for anything else raises
 :class:`RuntimeUnavailableError` with that list — never a silent fallback.
+
+Nothing here imports torch (or a runtime) before it is asked for: ``load(..., "onnxruntime")``
+probes onnxruntime only, and an edge install without torch never needs it.
 """
 
 import functools
+import importlib.util
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..errors import RuntimeUnavailableError
 from .base import ModelInfo, Session, read_model
 
-__all__ = ["ModelInfo", "RuntimeUnavailableError", "Session", "available", "load", "read_model"]
+__all__ = [
+    "RUNTIMES",
+    "ModelInfo",
+    "RuntimeUnavailableError",
+    "Session",
+    "available",
+    "load",
+    "parse_runtime",
+    "read_model",
+    "require",
+]
 
 RUNTIMES = ("onnxruntime", "reference", "torch")
 
 
-def _onnxruntime_devices() -> list[str]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return []
-    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu: CUDA/cuDNN from torch's nvidia-* wheels
-        try:
-            ort.preload_dlls()
-        except Exception:  # no CUDA libraries: the probe below then fails cleanly
-            pass
-    providers = ort.get_available_providers()
-    devices = ["cpu"] if "CPUExecutionProvider" in providers else []
-    for device, provider in (
-        ("cuda", "CUDAExecutionProvider"),
-        ("tensorrt", "TensorrtExecutionProvider"),
-    ):
-        if provider in providers and _provider_really_runs(ort, provider):
-            devices.append(device)
-    return devices
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
-def _provider_really_runs(ort: Any, provider: str) -> bool:
-    """onnxruntime-gpu lists CUDA and TensorRT even where they cannot start: try a tiny session."""
-    import onnx
-    from onnx import TensorProto, helper
+def _onnxruntime_devices() -> tuple[str, ...]:
+    if not _installed("onnxruntime"):
+        return ()
+    from .ort import available_devices
 
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["a"], ["b"])],
-        "probe",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
-    onnx.checker.check_model(model)
-    try:
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=[provider, "CPUExecutionProvider"]
-        )
-    except Exception:
-        return False
-    return provider in session.get_providers()
+    return available_devices()
+
+
+def _torch_devices() -> tuple[str, ...]:
+    if not _installed("torch"):
+        return ()
+    import torch
+
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+@functools.cache
+def devices(runtime: str) -> tuple[str, ...]:
+    """The devices on which ``runtime`` really runs here (probed once; empty if not installed)."""
+    if runtime == "onnxruntime":
+        return _onnxruntime_devices()
+    if runtime == "reference":
+        return ("cpu",) if _installed("onnx") else ()
+    if runtime == "torch":
+        return _torch_devices()
+    return ()
 
 
 def available() -> list[str]:
     """The ``"runtime:device"`` names that really work on this machine (probed once)."""
-    return list(_probe())
+    return [f"{runtime}:{device}" for runtime in RUNTIMES for device in devices(runtime)]
 
 
-@functools.cache
-def _probe() -> tuple[str, ...]:
-    names = ["torch:cpu"]
-    if torch.cuda.is_available():
-        names.append("torch:cuda")
-    names += [f"onnxruntime:{device}" for device in _onnxruntime_devices()]
-    names.append("reference:cpu")
-    return tuple(names)
+def parse_runtime(name: str, device: str | None = None) -> tuple[str, str]:
+    """``"onnxruntime:cuda"`` → ("onnxruntime", "cuda"); a bare runtime means ``device`` or cpu.
 
-
-def parse_runtime(name: str) -> tuple[str, str]:
-    """``"onnxruntime:cuda"`` → ("onnxruntime", "cuda"); a bare runtime means its cpu device."""
-    runtime, _, device = name.partition(":")
-    return runtime, device or "cpu"
+    A name that carries a device and a different ``device`` argument is a ``ValueError``."""
+    runtime, _, named = name.partition(":")
+    if named and device is not None and device != named:
+        raise ValueError(
+            f"runtime {name!r} names device {named!r}, but device={device!r} was given"
+        )
+    return runtime, named or device or "cpu"
 
 
 def require(runtime: str, device: str = "cpu") -> None:
     """Raise :class:`RuntimeUnavailableError` unless ``runtime:device`` is available here."""
-    if f"{runtime}:{device}" not in available():
-        known = (
-            "" if runtime in RUNTIMES else f" (unknown runtime; runtimes are {', '.join(RUNTIMES)})"
-        )
-        raise RuntimeUnavailableError(
-            f"{runtime}:{device} is not available here{known}; available: {', '.join(available())}"
-        )
+    if device in devices(runtime):
+        return
+    known = "" if runtime in RUNTIMES else f" (unknown runtime; runtimes are {', '.join(RUNTIMES)})"
+    raise RuntimeUnavailableError(
+        f"{runtime}:{device} is not available here{known}; available: {', '.join(available())}"
+    )
 
 
 def load(
-    path: str | Path, runtime: str = "onnxruntime", device: str = "cpu", **options: Any
+    path: str | Path, runtime: str = "onnxruntime", device: str | None = None, **options: Any
 ) -> Session:
-    """Open an exported ``forward.onnx`` / ``inverse.onnx`` on ``runtime`` and ``device``.
+    """Open an exported graph on ``runtime`` and ``device`` (``runtime`` may be ``"name:device"``,
+    exactly as :func:`available` lists it).
 
     ``options`` go to the adapter: onnxruntime takes ``threads``, ``optimization_level``,
-    ``profile_prefix``, ``log_severity``; torch takes ``checkpoint`` (default: ``model.pt`` beside
-    the graph).
+    ``profile_prefix``, ``log_severity``, ``prepacking``, ``device_id``; torch takes ``checkpoint``
+    (default: ``model.pt`` beside the graph).
     """
+    runtime, device = parse_runtime(runtime, device)
     require(runtime, device)
     if runtime == "onnxruntime":
         from .ort import OnnxRuntimeSession

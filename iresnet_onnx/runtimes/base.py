@@ -2,25 +2,30 @@
 
 A :class:`Session` takes numpy or torch input of shape ``[..., n]`` (any leading dims; the graph sees
 ``[batch, n]``), checks its dtype, width and finiteness against the exported model, and returns numpy.
+This module imports neither torch nor onnx: an edge install has only numpy and a runtime. A torch
+tensor can only be an input where torch is already imported, so it is recognised through
+``sys.modules``; onnx is imported when a graph's metadata is read.
 """
 
 import json
 import math
+import sys
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import torch
 
-from ..errors import InvalidModelError
-from ..iresnet import check_solver_options
+from ..errors import ConvergenceWarning, InvalidModelError
+from ..solver import SOLVER_SETTINGS, check_solver_options
 
-SOLVER_INPUTS = ("maxiter", "atol", "rtol")
-MAIN_OUTPUT = {"forward": "y", "inverse": "x"}
+GRAPHS = {
+    # graph kind → (input name, main output name)
+    "forward": ("x", "y"),
+    "inverse": ("y", "x"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,53 @@ class ModelInfo:
     input_size: int
     nblocks: int
     spectral_norm: str
-    hp: dict[str, Any]
+    hp: dict[str, Any] = field(repr=False)
     steps_per_check: int = 1
     """Fixed-point steps per convergence test in an inverse graph (1: eager's exact stopping step)."""
 
+    @property
+    def atol(self) -> float:
+        """The inverse's default absolute tolerance (converged ⇔ residual ≤ atol)."""
+        block = self.hp.get("iResNetBlock", self.hp)
+        return float(block.get("atol", 0.0))
 
-def read_model(path: str | Path) -> tuple[onnx.ModelProto, ModelInfo]:
-    """Load an exported graph; :class:`InvalidModelError` (naming the file) if it is not one."""
+
+def metadata_info(path: Path, metadata: dict[str, str], input_width: int) -> ModelInfo:
+    """:class:`ModelInfo` from a graph's ``metadata_props``; :class:`InvalidModelError` if they
+    are not an iresnet-onnx export's."""
+    direction = metadata.get("iresnet_onnx.direction")
+    if direction not in GRAPHS:
+        raise InvalidModelError(
+            f"ONNX file {path}: not a graph exported by iresnet-onnx (its metadata has no "
+            f"iresnet_onnx.direction in {', '.join(GRAPHS)})"
+        )
+    try:
+        hp = json.loads(metadata["iresnet_onnx.hp"])
+        dtype = np.dtype(metadata["iresnet_onnx.dtype"])
+        steps = int(metadata.get("iresnet_onnx.steps_per_check", "1"))
+    except (KeyError, ValueError, TypeError) as error:
+        raise InvalidModelError(
+            f"ONNX file {path}: incomplete iresnet-onnx metadata ({error!r})"
+        ) from error
+    if not isinstance(hp, dict) or input_width < 1:
+        raise InvalidModelError(f"ONNX file {path}: malformed iresnet-onnx metadata")
+    return ModelInfo(
+        path=path,
+        direction=direction,
+        dtype=dtype,
+        input_size=int(input_width),
+        nblocks=int(hp.get("nblocks", 1)),
+        spectral_norm=metadata.get("iresnet_onnx.spectral_norm", "unknown"),
+        hp=hp,
+        steps_per_check=steps,
+    )
+
+
+def read_model(path: str | Path) -> tuple[Any, ModelInfo]:
+    """Load an exported ``.onnx`` graph (an ``onnx.ModelProto``) and its :class:`ModelInfo`;
+    :class:`InvalidModelError`, naming the file, if it is not one."""
+    import onnx
+
     path = Path(path)
     if not path.is_file():
         raise InvalidModelError(f"ONNX file {path}: no such file")
@@ -48,47 +93,38 @@ def read_model(path: str | Path) -> tuple[onnx.ModelProto, ModelInfo]:
     except Exception as error:  # onnx raises DecodeError, ValueError, … for garbage
         raise InvalidModelError(f"ONNX file {path}: not a readable ONNX model ({error})") from error
     metadata = {p.key: p.value for p in proto.metadata_props}
-    direction = metadata.get("iresnet_onnx.direction")
-    if direction not in MAIN_OUTPUT or not proto.graph.input:
-        raise InvalidModelError(
-            f"ONNX file {path}: not a forward/inverse graph exported by iresnet-onnx "
-            "(its metadata has no iresnet_onnx.direction)"
-        )
     try:
-        hp = json.loads(metadata["iresnet_onnx.hp"])
-        dtype = np.dtype(metadata["iresnet_onnx.dtype"])
         width = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    except (KeyError, ValueError, TypeError, IndexError) as error:
-        raise InvalidModelError(
-            f"ONNX file {path}: incomplete iresnet-onnx metadata ({error})"
-        ) from error
-    info = ModelInfo(
-        path=path,
-        direction=direction,
-        dtype=dtype,
-        input_size=int(width),
-        nblocks=int(hp.get("nblocks", 1)),
-        spectral_norm=metadata.get("iresnet_onnx.spectral_norm", "unknown"),
-        hp=hp,
-        steps_per_check=int(metadata.get("iresnet_onnx.steps_per_check", "1")),
-    )
-    return proto, info
+    except IndexError:
+        width = 0
+    return proto, metadata_info(path, metadata, width)
 
 
-def check_solver_inputs(direction: str, solver: dict[str, Any]) -> dict[str, Any]:
+def check_solver_inputs(
+    direction: str, solver: dict[str, Any], dtype: np.dtype | None = None
+) -> dict[str, Any]:
     """The solver inputs that were given (None dropped), after checking them: ``ValueError`` for
-    solver inputs to a forward graph, unknown names or bad values."""
+    solver inputs to a forward graph, unknown names, bad values, or tolerances that ``dtype``
+    (the graph's float type) cannot hold."""
     given = {name: value for name, value in solver.items() if value is not None}
     if not given:
         return given
     if direction != "inverse":
         raise ValueError(f"solver inputs {sorted(given)} only apply to the inverse graph")
-    unknown = set(given) - set(SOLVER_INPUTS)
+    unknown = set(given) - set(SOLVER_SETTINGS)
     if unknown:
         raise ValueError(
-            f"unknown solver inputs {sorted(unknown)}; known: {', '.join(SOLVER_INPUTS)}"
+            f"unknown solver inputs {sorted(unknown)}; known: {', '.join(SOLVER_SETTINGS)}"
         )
     check_solver_options(given.get("maxiter"), given.get("atol"), given.get("rtol"), "solver input")
+    if dtype is not None:
+        largest = float(np.finfo(dtype).max)
+        for name in ("atol", "rtol"):
+            if name in given and float(given[name]) > largest:
+                raise ValueError(
+                    f"solver input {name}={given[name]!r} overflows the graph's {dtype.name} "
+                    f"(largest {largest:.3g})"
+                )
     return given
 
 
@@ -100,20 +136,32 @@ def all_finite(array: np.ndarray) -> bool:
     return math.isfinite(flat.dot(flat)) or bool(np.isfinite(flat).all())
 
 
-# the overflow of that Σx² is expected and handled; np.errstate would cost more than the check
+# That Σx² may overflow is expected and handled. np.errstate would cost more than the check itself
+# (~4 µs); this filter is installed once and matches only warnings raised from this module.
 warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning, __name__)
 
 
+def torch_tensor_type() -> type | None:
+    """``torch.Tensor`` if torch is imported in this process (then inputs may be tensors), else None."""
+    torch = sys.modules.get("torch")
+    return getattr(torch, "Tensor", None)
+
+
 class Session(ABC):
-    """One exported graph on one runtime and device."""
+    """One exported graph on one runtime and device.
+
+    ``run`` returns the main output and warns (:class:`~iresnet_onnx.errors.ConvergenceWarning`)
+    when an inverse did not meet its tolerance; ``run_all`` returns every output (``iterations``,
+    ``residual``) for the caller to judge, and never warns. A session keeps no per-call state, so
+    one session may serve several threads where its runtime allows it.
+    """
 
     runtime: str
     device: str
 
     def __init__(self, info: ModelInfo):
         self.info = info
-        self.input_name = "x" if info.direction == "forward" else "y"
-        self.main_output = MAIN_OUTPUT[info.direction]
+        self.input_name, self.main_output = GRAPHS[info.direction]
 
     @property
     def name(self) -> str:
@@ -147,8 +195,14 @@ class Session(ABC):
             and array.flags.c_contiguous
             and all_finite(array)
         ):
-            return self._run_main(array)
-        return self.run_all(array, **solver)[self.main_output]
+            if self.direction == "forward":
+                outputs = {self.main_output: self._run_main(array)}
+            else:
+                outputs = self._run(array, {})
+        else:
+            outputs = self.run_all(array, **solver)
+        self._warn_if_unreliable(outputs, solver)
+        return outputs[self.main_output]
 
     def _run_main(self, batch: np.ndarray) -> np.ndarray:
         """The main output only, for a validated non-empty ``[batch, n]`` array."""
@@ -160,7 +214,7 @@ class Session(ABC):
         ``solver`` (inverse only): ``maxiter``, ``atol``, ``rtol`` overriding the model's defaults.
         """
         batch, leading = self._prepare(array)
-        solver = check_solver_inputs(self.direction, solver)
+        solver = check_solver_inputs(self.direction, solver, self.info.dtype)
         if batch.shape[0] == 0:
             outputs = {self.main_output: np.empty_like(self._numpy(batch))}
             if self.direction == "inverse":
@@ -174,12 +228,42 @@ class Session(ABC):
             )
         return outputs
 
+    def _warn_if_unreliable(self, outputs: dict[str, np.ndarray], solver: dict[str, Any]) -> None:
+        """What ``run`` tells its caller: an inverse that missed its tolerance (a NaN residual
+        included), or an output that overflowed."""
+        name = self.info.path.name
+        if "residual" in outputs:
+            atol = solver.get("atol", self.info.atol)
+            residual = outputs["residual"]
+            failed = [i for i, r in enumerate(residual.tolist()) if not r <= atol]
+            if failed:
+                steps = outputs["iterations"].tolist()
+                detail = ", ".join(
+                    f"block {i}: {steps[i]} steps, residual {residual[i]:.3g}" for i in failed
+                )
+                warnings.warn(
+                    f"{name}: no convergence to atol {atol:g} ({detail})",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+        main = outputs[self.main_output]
+        if main.dtype.kind == "f" and not all_finite(main):
+            warnings.warn(
+                f"{name}: the output holds NaN or Inf (the input is beyond what the model can "
+                f"compute in {self.info.dtype.name})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     @abstractmethod
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         """Run the graph on a validated ``[batch, n]`` array (numpy, or torch for some adapters)."""
 
     def _numpy(self, batch: Any) -> np.ndarray:
-        return batch.detach().cpu().numpy() if isinstance(batch, torch.Tensor) else batch
+        tensor = torch_tensor_type()
+        if tensor is not None and isinstance(batch, tensor):
+            return batch.detach().cpu().numpy()
+        return batch
 
     def _prepare(self, array: Any) -> tuple[Any, tuple[int, ...]]:
         """Check dtype, width and finiteness; flatten the leading dims. Torch tensors stay torch."""
@@ -205,7 +289,8 @@ class Session(ABC):
 
     def _convert(self, array: Any) -> tuple[Any, bool]:
         """Torch tensors and array-likes: the dtype must already be the graph's (never cast)."""
-        if isinstance(array, torch.Tensor):
+        tensor = torch_tensor_type()
+        if tensor is not None and isinstance(array, tensor):
             name = str(array.dtype).removeprefix("torch.")
             dtype = np.dtype(name) if name in ("float16", "float32", "float64") else None
             values = array.detach()
@@ -221,9 +306,9 @@ class Session(ABC):
             raise ValueError(
                 f"{self.info.path.name}: expected {self.info.dtype.name} input, got {actual}"
             )
-        if isinstance(values, torch.Tensor):
-            return values, bool(torch.isfinite(values).all())
-        return values, all_finite(values)
+        if isinstance(values, np.ndarray):
+            return values, all_finite(values)
+        return values, bool(values.isfinite().all())
 
     def solver_feeds(self, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         """Solver overrides as the scalar tensors the inverse graph takes."""

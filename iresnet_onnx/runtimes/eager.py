@@ -1,11 +1,11 @@
 """Eager PyTorch behind the session interface, so that parity is runtime against runtime.
 
 From a model object, or from an exported graph: then the checkpoint ``model.pt`` beside it is loaded
-and the graph's metadata says which direction to run.
+and the graph's metadata says which direction to run. The only adapter that needs torch, imported
+when a torch session is asked for.
 """
 
 import copy
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,16 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..iresnet import ConvergenceWarning, iResNet, iResNetBlock
+from ..iresnet import iResNet, iResNetBlock
 from .base import ModelInfo, Session, read_model
 
 CHECKPOINT_NAME = "model.pt"
 
 
 class EagerSession(Session):
+    """The eager model as a session. Each call's step counts and residuals come from that call
+    (``inverse_with_stats``), so one session can serve several threads."""
+
     runtime = "torch"
 
     def __init__(
@@ -52,21 +55,17 @@ class EagerSession(Session):
         super().__init__(info)
         self.device = device
         self.model = model.to(device).eval()
-        self.blocks = list(model.blocks) if isinstance(model, iResNet) else [model]
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         tensor = torch.as_tensor(batch).to(self.device)
         with torch.no_grad():
             if self.direction == "forward":
                 return {"y": self.model(tensor).cpu().numpy()}
-            with warnings.catch_warnings():
-                # the ONNX graphs report the residual instead of warning; so does this session
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                x = self.model.inverse(
-                    tensor, solver.get("maxiter"), solver.get("atol"), solver.get("rtol")
-                )
+            x, iterations, residual = self.model.inverse_with_stats(
+                tensor, solver.get("maxiter"), solver.get("atol"), solver.get("rtol")
+            )
         return {
             "x": x.cpu().numpy(),
-            "iterations": np.array([int(b.iterations) for b in self.blocks], np.int64),
-            "residual": np.array([float(b.residual) for b in self.blocks], self.info.dtype),
+            "iterations": iterations.reshape(-1).cpu().numpy().astype(np.int64),
+            "residual": residual.reshape(-1).cpu().numpy(),
         }

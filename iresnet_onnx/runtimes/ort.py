@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import InvalidModelError, RuntimeUnavailableError
-from .base import Session, check_solver_inputs, read_model
+from .base import Session, check_solver_inputs, read_model, torch_tensor_type
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -19,6 +18,46 @@ PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def available_devices() -> tuple[str, ...]:
+    """The devices onnxruntime really runs on here: cpu, and cuda / tensorrt where they start."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu: CUDA/cuDNN from the nvidia-* wheels
+        try:
+            ort.preload_dlls()
+        except Exception:  # no CUDA libraries: the probe below then fails cleanly
+            pass
+    providers = ort.get_available_providers()
+    devices = ["cpu"] if "CPUExecutionProvider" in providers else []
+    for device in ("cuda", "tensorrt"):
+        provider = PROVIDERS[device][0]
+        if provider in providers and _provider_really_runs(ort, provider):
+            devices.append(device)
+    return tuple(devices)
+
+
+def _provider_really_runs(ort: Any, provider: str) -> bool:
+    """onnxruntime-gpu lists CUDA and TensorRT even where they cannot start: try a tiny session."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["a"], ["b"])],
+        "probe",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=[provider, "CPUExecutionProvider"]
+        )
+    except Exception:
+        return False
+    return provider in session.get_providers()
 
 
 def session_options(
@@ -114,7 +153,13 @@ class OnnxRuntimeSession(Session):
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         feeds = self.solver_feeds(solver)
-        if isinstance(batch, torch.Tensor) and batch.is_cuda and self.device != "cpu":
+        tensor = torch_tensor_type()
+        if (
+            tensor is not None
+            and isinstance(batch, tensor)
+            and batch.is_cuda
+            and self.device != "cpu"
+        ):
             outputs = self._run_bound(batch, feeds)
             return {name: value.cpu().numpy() for name, value in outputs.items()}
         feeds[self.input_name] = self._numpy(batch)
@@ -123,21 +168,23 @@ class OnnxRuntimeSession(Session):
     def _run_main(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(self._main_only, {self.input_name: batch})[0]
 
-    def run_torch(self, tensor: torch.Tensor, **solver: Any) -> dict[str, torch.Tensor]:
+    def run_torch(self, tensor: Any, **solver: Any) -> dict[str, Any]:
         """CUDA only, IO binding: the input and the main output stay on the GPU (no host copy);
         the small ``iterations`` and ``residual`` outputs come back as CPU tensors."""
+        import torch
+
         if self.device == "cpu" or not isinstance(tensor, torch.Tensor) or not tensor.is_cuda:
             raise ValueError("run_torch needs a CUDA session and a torch CUDA tensor")
         batch, leading = self._prepare(tensor)
-        given = check_solver_inputs(self.direction, solver)
+        given = check_solver_inputs(self.direction, solver, self.info.dtype)
         outputs = self._run_bound(batch, self.solver_feeds(given))
         main = self.main_output
         outputs[main] = outputs[main].reshape(*leading, self.info.input_size)
         return outputs
 
-    def _run_bound(
-        self, batch: torch.Tensor, feeds: dict[str, np.ndarray]
-    ) -> dict[str, torch.Tensor]:
+    def _run_bound(self, batch: Any, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
         device_id = batch.device.index or 0
         if device_id != self.device_id:
             raise ValueError(

@@ -1,15 +1,22 @@
 """One Session interface on every runtime: shapes, dtypes, solver inputs, typed errors, options."""
 
 import shutil
+import threading
+import warnings
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
-from iresnet_onnx import runtimes, save_checkpoint
-from iresnet_onnx.errors import CheckpointError, InvalidModelError, RuntimeUnavailableError
+from iresnet_onnx import export, runtimes, save_checkpoint
+from iresnet_onnx.errors import (
+    CheckpointError,
+    ConvergenceWarning,
+    InvalidModelError,
+    RuntimeUnavailableError,
+)
 from tests.conftest import make_model
 
 RUNTIMES = ["onnxruntime:cpu", "reference:cpu", "torch:cpu"]
@@ -276,6 +283,85 @@ def test_solver_inputs_are_used(model_and_export, name):
     assert (session.run_all(y)["iterations"] > 1).any()
 
 
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_run_warns_when_the_inverse_misses_its_tolerance(model_and_export, name):
+    _, result = model_and_export
+    session = open_session(result.inverse, name)
+    y = sample(5, WIDTH, seed=7)
+    with pytest.warns(ConvergenceWarning, match=r"inverse.onnx: no convergence to atol 0 "):
+        session.run(y, maxiter=2, atol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged: silent, and run_all never warns
+        session.run(y)
+        assert session.run_all(y, maxiter=2, atol=0.0)["iterations"].tolist() == [2] * NBLOCKS
+
+
+@pytest.mark.parametrize("name", ["onnxruntime:cpu", "reference:cpu"])
+def test_a_nan_residual_is_reported_not_passed(tmp_path, name):
+    """A folded export whose weights are ×100 after export: g is no contraction, x blows up."""
+    model = make_model(2, 2, activation="ELU", seed=3)
+    export(model, tmp_path, spectral_norm="folded", validate=False)
+    proto = onnx.load(tmp_path / "inverse.onnx")
+    for initializer in proto.graph.initializer:
+        if initializer.name.endswith("effective_weight"):
+            array = numpy_helper.to_array(initializer) * 100.0
+            initializer.CopyFrom(
+                numpy_helper.from_array(array.astype(np.float32), initializer.name)
+            )
+    onnx.save(proto, tmp_path / "inverse.onnx")
+    session = open_session(tmp_path / "inverse.onnx", name)
+    y = np.full((3, 2), 1e3, np.float32)
+    outputs = session.run_all(y)
+    assert not (outputs["residual"] <= session.info.atol).all()
+    with pytest.warns(ConvergenceWarning, match="no convergence"):
+        session.run(y)
+
+
+def test_forward_overflow_is_reported(model_and_export):
+    _, result = model_and_export
+    session = open_session(result.forward, "onnxruntime:cpu")
+    with pytest.warns(RuntimeWarning, match="the output holds NaN or Inf"):
+        session.run(np.full((1, WIDTH), 3e38, np.float32))
+
+
+def test_load_takes_the_names_available_lists(model_and_export):
+    _, result = model_and_export
+    for name in runtimes.available():
+        assert runtimes.load(result.forward, runtime=name).name == name
+    with pytest.raises(ValueError, match="names device 'cpu'"):
+        runtimes.load(result.forward, runtime="onnxruntime:cpu", device="cuda")
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300])
+def test_tolerance_that_overflows_the_graph_dtype_is_refused(model_and_export, value):
+    _, result = model_and_export
+    session = open_session(result.inverse, "onnxruntime:cpu")
+    with pytest.raises(ValueError, match="atol|overflows"):
+        session.run(sample(2, WIDTH), atol=value)
+
+
+def test_eager_sessions_are_safe_across_threads(model_and_export):
+    _, result = model_and_export
+    session = open_session(result.inverse, "torch:cpu")
+    y = sample(16, WIDTH, seed=8)
+    expected = {m: session.run_all(y, maxiter=m)["iterations"].tolist() for m in (1, 40)}
+    assert expected[1] != expected[40]
+    mismatches = []
+
+    def worker(maxiter):
+        for _ in range(50):
+            steps = session.run_all(y, maxiter=maxiter)["iterations"].tolist()
+            if steps != expected[maxiter]:
+                mismatches.append(steps)
+
+    threads = [threading.Thread(target=worker, args=(m,)) for m in (1, 40, 1, 40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert mismatches == []
+
+
 # files that are not exports of this package
 
 
@@ -339,7 +425,7 @@ def test_foreign_model_is_valid_onnx_but_refused(tmp_path):
     path = tmp_path / "foreign.onnx"
     tiny_foreign_model(path)
     onnx.checker.check_model(onnx.load(path))
-    with pytest.raises(InvalidModelError, match="not a forward/inverse graph exported by"):
+    with pytest.raises(InvalidModelError, match="not a graph exported by iresnet-onnx"):
         runtimes.read_model(path)
 
 
