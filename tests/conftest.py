@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iresnet_onnx import export, iResNet
+from iresnet_onnx import LinearContraction, export, iResNet
 from iresnet_onnx.bench import suite_model
 
 
@@ -21,6 +21,22 @@ def make_model(
     """An eval-mode iResNet whose weights are ×``scale`` (so every σ is renormalised)."""
     model = suite_model(n, nblocks, scale, seed, variant=variant, activation=activation, **block_hp)
     return model.to(dtype)
+
+
+def stale_power_vectors(model: iResNet, seed: int = 0, cold: tuple[int, ...] = ()) -> iResNet:
+    """Replace the layers' warm-start vectors by random unit vectors (stale: the power iteration
+    must iterate from them), or by zeros for the layers numbered in ``cold`` (cold start)."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = [m for m in model.modules() if isinstance(m, LinearContraction)]
+    with torch.no_grad():
+        for index, layer in enumerate(layers):
+            vector = layer.power_vector
+            if index in cold:
+                vector.zero_()
+            else:
+                fresh = torch.randn(vector.shape, generator=generator, dtype=vector.dtype)
+                vector.copy_(fresh / fresh.norm())
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -170,7 +170,7 @@ def test_bad_checkpoints_exit_2(tmp_path, kind, fragment):
     [
         (["--opset", "99"], "opset 99 is not supported"),
         (["--atol", "-1"], "atol must be finite and ≥ 0"),
-        (["--maxiter", "0"], "maxiter must be an int ≥ 1"),
+        (["--maxiter", "0"], "maxiter must be an int in 1…1,000,000"),
     ],
 )
 def test_bad_export_options_exit_2(checkpoint, tmp_path, flags, fragment):

@@ -11,7 +11,7 @@ import pytest
 from iresnet_onnx import export, iresnet, runtimes
 from iresnet_onnx.exporters.functions import ACTIVATION_OPS
 from iresnet_onnx.parity import check
-from tests.conftest import make_model
+from tests.conftest import make_model, stale_power_vectors
 
 WIDTHS = (2, 17, 64)
 VARIANTS = ("lowrank", "mlp")
@@ -47,6 +47,19 @@ def test_both_onnx_runtimes_are_in_the_matrix():
 @pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), CONFIGS)
 def test_parity(tmp_path, n, variant, activation, nblocks, mode):
     run_config(tmp_path, n, variant, activation, nblocks, mode)
+
+
+@pytest.mark.parametrize("start", ["stale", "cold"])
+@pytest.mark.parametrize(("n", "variant"), [(2, "mlp"), (17, "lowrank"), (64, "mlp")])
+def test_parity_with_stale_and_cold_warm_starts(tmp_path, n, variant, start):
+    """The matrix's models have converged warm starts (0–1 power-iteration updates per layer);
+    here the in-graph power iteration must really iterate, from random or zero vectors."""
+    model = make_model(n, 3, variant=variant, activation="ELU", seed=n)
+    layers = sum(1 for name, _ in model.named_buffers() if name.endswith("power_vector"))
+    stale_power_vectors(model, seed=n, cold=tuple(range(layers)) if start == "cold" else ())
+    export(model, tmp_path, spectral_norm="loop", validate=False)
+    report = check(model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=BATCHES, seed=1)
+    assert report.passed, str(report)
 
 
 @pytest.mark.cuda

@@ -1,16 +1,19 @@
 """check / assert_parity: a tampered graph fails, the report is JSON-ready, errors are typed."""
 
 import json
+import shutil
 
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
-from iresnet_onnx import runtimes
+from iresnet_onnx import export, runtimes
 from iresnet_onnx.errors import InvalidModelError, ParityError, RuntimeUnavailableError
 from iresnet_onnx.parity import assert_parity, check
-from tests.conftest import make_model
+from tests.conftest import make_model, stale_power_vectors
+from tests.parity import mutations
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +36,14 @@ def tamper(src_dir, dst_dir, name, factor):
 def test_report_passes_and_serialises(model_and_dir):
     model, out_dir = model_and_dir
     report = check(model, out_dir, runtimes=["onnxruntime:cpu", "reference:cpu"], batch_sizes=(3,))
-    assert report.passed and len(report.rows) == 2 * 2 * 3  # runtimes × shapes × directions
+    assert report.passed and len(report.rows) == 2 * 2 * 4  # runtimes × shapes × rows
     data = json.loads(json.dumps(report.to_dict()))
     assert data["passed"] is True and data["dtype"] == "float32"
-    assert {row["direction"] for row in data["rows"]} == {"forward", "inverse", "roundtrip"}
+    directions = {row["direction"] for row in data["rows"]}
+    assert directions == {"forward", "inverse", "capped", "roundtrip"}
+    for row in report.rows:
+        if row.direction == "capped":  # atol = rtol = 0, maxiter 3: exactly three steps each
+            assert row.iterations == row.eager_iterations == [3, 3]
     table = report.table()
     assert "reference:cpu" in table and "roundtrip" in table
     summary = report.summary()
@@ -74,10 +81,6 @@ def test_unavailable_runtime_and_missing_files(model_and_dir, tmp_path):
 
 
 def test_float64_tolerances(tmp_path):
-    import torch
-
-    from iresnet_onnx import export
-
     model = make_model(5, 2, dtype=torch.float64)
     export(model, tmp_path, validate=False)
     report = check(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(4,))
@@ -89,9 +92,54 @@ def test_float64_tolerances(tmp_path):
     )
 
 
-def test_empty_batch_is_checked_too(model_and_dir):
-    model, out_dir = model_and_dir
-    report = check(
-        model, out_dir, runtimes=["onnxruntime:cpu"], batch_sizes=(0, 1), leading_dims=False
-    )
-    assert report.passed and [row.shape for row in report.rows[:3]] == [[0, 6]] * 3
+# The parity suite must be able to fail: each mutation edits an exported graph the way an exporter
+# bug would. A float32 model at atol = 1e-6 stops at rounding level (see parity's docstring), so
+# these models use tolerances that a wrong stopping rule visibly violates, and float64.
+
+MUTATION_MODELS = {
+    "float32": lambda: make_model(8, 3, activation="ReLU", atol=1e-4, rtol=1e-4, seed=5),
+    "float64": lambda: make_model(17, 3, variant="mlp", activation="Tanh", dtype=torch.float64),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MUTATION_MODELS))
+def mutation_base(request, tmp_path_factory):
+    model = MUTATION_MODELS[request.param]()
+    out = tmp_path_factory.mktemp(f"mutation-{request.param}")
+    export(model, out, validate=False)
+    report = check(model, out, runtimes=["onnxruntime:cpu", "reference:cpu"], batch_sizes=(1, 40))
+    assert report.passed, str(report)  # unmutated, the same check passes
+    return model, out
+
+
+MUTATIONS = {
+    # name: (graph, edit, the parity rows that must fail)
+    "stop-at-half-atol": ("inverse.onnx", mutations.stop_at_half_atol, {"inverse"}),
+    "one-step-short": ("inverse.onnx", mutations.one_step_short, {"capped"}),
+    "wrong-activation-forward": ("forward.onnx", mutations.wrong_activation, {"forward"}),
+    "wrong-activation-inverse": ("inverse.onnx", mutations.wrong_activation, {"inverse"}),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+@pytest.mark.parametrize("runtime", ["onnxruntime:cpu", "reference:cpu"])
+def test_mutated_graph_fails(mutation_base, tmp_path, mutation, runtime):
+    model, source = mutation_base
+    graph, edit, failing = MUTATIONS[mutation]
+    shutil.copytree(source, tmp_path, dirs_exist_ok=True)
+    assert mutations.mutate(tmp_path, graph, edit) >= 1
+    report = check(model, tmp_path, runtimes=[runtime], batch_sizes=(1, 40))
+    assert not report.passed
+    assert failing <= {row.direction for row in report.failures}, report.table()
+    with pytest.raises(ParityError):
+        assert_parity(model, tmp_path, runtimes=[runtime], batch_sizes=(1, 40))
+
+
+def test_skipped_power_iteration_fails_with_stale_warm_starts(tmp_path):
+    model = make_model(8, 2, activation="ELU", seed=6)
+    stale_power_vectors(model, seed=0)
+    export(model, tmp_path, validate=False)
+    assert check(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(5,)).passed
+    assert mutations.mutate(tmp_path, "forward.onnx", mutations.skip_power_iteration) >= 1
+    report = check(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(5,))
+    assert "forward" in {row.direction for row in report.failures}, report.table()
