@@ -1,20 +1,46 @@
-"""iresnet-onnx: invertible residual networks in PyTorch, exported to ONNX with real Loop nodes."""
+"""iresnet-onnx: invertible residual networks in PyTorch, exported to ONNX with real Loop nodes.
 
-__version__ = "0.1.0"
+The modelling and export side needs torch (``pip install 'iresnet-onnx[torch]'``); the runtime side
+(:mod:`iresnet_onnx.runtimes`, ``iresnet-onnx verify --golden``, ``inspect``) does not. The names
+below are imported on first use, so ``import iresnet_onnx.runtimes`` never loads torch.
+"""
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .exporters import export
-from .iresnet import iResNet, iResNetBlock
-from .layers import LinearContraction
-from .spectral import SpectralNorm, spectral_norm
+import importlib
+from typing import Any
 
-__all__ = [
-    "LinearContraction",
-    "SpectralNorm",
-    "export",
-    "iResNet",
-    "iResNetBlock",
-    "load_checkpoint",
-    "save_checkpoint",
-    "spectral_norm",
-]
+__version__ = "0.2.0"
+
+_LAZY = {
+    "LinearContraction": "layers",
+    "SpectralNorm": "spectral",
+    "export": "pipeline",
+    "iResNet": "iresnet",
+    "iResNetBlock": "iresnet",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "spectral_norm": "spectral",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iresnet_onnx' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    except ModuleNotFoundError as error:
+        if error.name not in ("torch", "onnx_ir", "onnxscript"):
+            raise
+        raise ImportError(
+            f"iresnet_onnx.{name} needs {error.name}, which is not installed: the modelling and "
+            "export side is the [torch] extra (pip install 'iresnet-onnx[torch]'; on a CPU-only "
+            "machine install torch==2.13.0 first, not an unpinned torch)"
+        ) from error
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -44,6 +44,65 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+UNSTABLE_RANGE = 1.5
+"""A ratio whose rounds disagree by more than this factor (max/min) is flagged unstable."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of one candidate: the median over every timed call, the 10th and 90th
+    percentiles, and the median of each round (for ratios per round)."""
+
+    median: float
+    low: float
+    high: float
+    rounds: tuple[float, ...]
+
+
+def time_in_blocks(
+    fns: dict[str, Callable[[], Any]],
+    calls: int,
+    rounds: int = 5,
+    warmup: int = 1,
+    pause: float = 0.02,
+) -> dict[str, Timing]:
+    """Time each function in ``rounds`` rounds; within a round each runs in its own block of
+    ``calls / rounds`` back-to-back calls after a short pause, the first ``warmup`` untimed.
+
+    Blocks, not call-by-call turns: alternating torch and onnxruntime call by call lets each
+    one's spinning worker threads slow the other. Rounds, not one block each: the machine's load
+    drifts, and a ratio taken within each round sees the same drift on both sides.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    per_round: dict[str, list[float]] = {name: [] for name in fns}
+    per_block = max(1, -(-calls // rounds))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(pause)  # let the previous candidate's worker threads go idle
+            for _ in range(warmup):
+                fn()
+            block = []
+            for _ in range(per_block):
+                started = time.perf_counter()
+                fn()
+                block.append(time.perf_counter() - started)
+            samples[name] += block
+            per_round[name].append(statistics.median(block))
+    result = {}
+    for name, values in samples.items():
+        low, high = np.percentile(values, [10, 90])
+        result[name] = Timing(
+            statistics.median(values), float(low), float(high), tuple(per_round[name])
+        )
+    return result
+
+
+def ratio(reference: Timing, candidate: Timing) -> tuple[float, float, float]:
+    """reference / candidate: the median of the per-round ratios, and their min and max."""
+    ratios = [r / c for r, c in zip(reference.rounds, candidate.rounds)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 @dataclass
 class BenchRow:
     implementation: str
@@ -52,32 +111,31 @@ class BenchRow:
     batch: int
     median_us: float
     ratio: float | None = None
-    """baseline time / this time, from the same run (> 1: faster than the baseline)."""
+    """reference time / this time, median over rounds of the same run (> 1: faster)."""
     iterations: float | None = None
     """Mean fixed-point steps per block (inverse rows)."""
+    p10_us: float | None = None
+    p90_us: float | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
 
+    @property
+    def unstable(self) -> bool:
+        """Whether the rounds disagree on the ratio by more than :data:`UNSTABLE_RANGE`."""
+        if self.ratio_low is None or self.ratio_high is None or self.ratio_low <= 0:
+            return False
+        return self.ratio_high / self.ratio_low > UNSTABLE_RANGE
 
-def interleaved_medians(
-    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3, rounds: int = 5
-) -> dict[str, float]:
-    """Median seconds of each function over ``repeats`` timed calls, taken in ``rounds`` turns.
-
-    On a shared machine the background load drifts; taking turns exposes every candidate to the
-    same drift, so the ratios stay meaningful when absolute times wander. Within a turn a function
-    runs back to back (its first call untimed), so no candidate is timed with caches another one
-    just filled.
-    """
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    per_turn = max(1, -(-repeats // rounds))
-    for turn in range(rounds):
-        for name, fn in fns.items():
-            for _ in range(warmup if turn == 0 else 1):
-                fn()
-            for _ in range(per_turn):
-                started = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    @classmethod
+    def of(
+        cls, name: str, direction: str, width: int, batch: int, timing: Timing,
+        reference: Timing, iterations: float | None = None,
+    ) -> "BenchRow":  # fmt: skip
+        middle, low, high = ratio(reference, timing)
+        return cls(
+            name, direction, width, batch, timing.median * 1e6, middle, iterations,
+            timing.low * 1e6, timing.high * 1e6, low, high,
+        )  # fmt: skip
 
 
 def repeats_for(batch: int, width: int, repeats: int) -> int:
@@ -120,17 +178,24 @@ def torch_threads(threads: int):
 
 
 def format_table(rows: list[BenchRow], reference: str = "baseline") -> str:
-    """A markdown table of the rows; ``reference`` names what the ratios compare against."""
+    """A markdown table of the rows; ``reference`` names what the ratios compare against. Spread:
+    the 10th–90th percentile of the calls; the ratio's range over rounds; ⚠ marks unstable cells."""
     lines = [
-        f"| implementation | direction | width | batch | median µs | ratio to {reference} | steps/block |",
+        f"| implementation | direction | width | batch | median µs (p10–p90) | ratio to {reference} "
+        "(range over rounds) | steps/block |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        ratio = "" if row.ratio is None else f"{row.ratio:.2f}×"
+        spread = "" if row.p10_us is None else f" ({row.p10_us:,.1f}–{row.p90_us:,.1f})"
+        ratio_text = "" if row.ratio is None else f"{row.ratio:.2f}×"
+        if row.ratio_low is not None and row.ratio_high is not None:
+            ratio_text += f" ({row.ratio_low:.2f}–{row.ratio_high:.2f})"
+        if row.unstable:
+            ratio_text += " ⚠ unstable"
         steps = "" if row.iterations is None else f"{row.iterations:.1f}"
         lines.append(
             f"| {row.implementation} | {row.direction} | {row.width} | {row.batch} | "
-            f"{row.median_us:,.1f} | {ratio} | {steps} |"
+            f"{row.median_us:,.1f}{spread} | {ratio_text} | {steps} |"
         )
     return "\n".join(lines)
 
@@ -188,22 +253,20 @@ def bench_export(
         for direction, batch in tqdm(cases, desc="bench", disable=not progress):
             data = _inputs(batch, width, dtype, seed)
             count = repeats_for(batch, width, repeats)
-            medians = interleaved_medians(
+            timings = time_in_blocks(
                 {
-                    name: (lambda s=sessions[(name, direction)], x=data: s.run(x))
+                    name: (lambda s=sessions[(name, direction)], x=data: s.run_all(x))
                     for name in ["torch:cpu", *names]
                 },
                 count,
             )
-            eager = medians.pop("torch:cpu")
-            rows.append(BenchRow("torch eager", direction, width, batch, eager * 1e6, 1.0))
-            for name, seconds in medians.items():
+            eager = timings.pop("torch:cpu")
+            rows.append(BenchRow.of("torch eager", direction, width, batch, eager, eager))
+            for name, timing in timings.items():
                 steps = None
                 if direction == "inverse":
                     steps = float(sessions[(name, direction)].run_all(data)["iterations"].mean())
-                rows.append(
-                    BenchRow(name, direction, width, batch, seconds * 1e6, eager / seconds, steps)
-                )
+                rows.append(BenchRow.of(name, direction, width, batch, timing, eager, steps))
         return rows
 
 
@@ -282,7 +345,7 @@ def bench_suite(
     onnxruntime runs loop and folded exports; for each ``steps_per_check`` K > 1 the inverse is also
     timed with K fixed-point steps per Loop iteration (rows "… K=8").
     """
-    from .exporters import export
+    from .pipeline import export
 
     solver = solver or {"maxiter": 100, "atol": 1e-6, "rtol": 1e-6}
     with torch_threads(threads):
@@ -340,14 +403,15 @@ def _bench_case(
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # TorchScript's copy of the warning
         for direction, implementations in candidates.items():
-            medians = interleaved_medians(implementations, count)
-            for name, seconds in medians.items():
+            timings = time_in_blocks(implementations, count)
+            for name, timing in timings.items():
                 steps = None
                 if (name, direction) in sessions and direction == "inverse":
                     run = sessions[(name, direction)].run_all(data, **solver)
                     steps = float(run["iterations"].mean())
-                ratio = medians[BASELINE] / seconds
-                rows.append(BenchRow(name, direction, width, batch, seconds * 1e6, ratio, steps))
+                rows.append(
+                    BenchRow.of(name, direction, width, batch, timing, timings[BASELINE], steps)
+                )
     return rows
 
 

@@ -1,31 +1,111 @@
 """``iresnet-onnx``: the main job (``demo``) and the commands build pipelines call.
 
-Exit codes: 0 success, 1 parity or hash failure, 2 bad input or usage. Errors are one line on
-stderr; ``--debug`` shows the traceback.
+Exit codes, for pipelines to branch on:
+
+==== ==========================================================================================
+0    success
+1    the export is wrong: a parity miss, a file changed since export, a golden vector missed
+2    the input is wrong: bad arguments, files, data, or a runtime / extra that is not installed
+3    the tool is broken: an internal error (a bug; ``--debug`` shows the traceback)
+130  interrupted (Ctrl-C)
+141  the reader of our output went away (``| head``), as for any tool killed by SIGPIPE
+==== ==========================================================================================
+
+Errors and warnings are one line on stderr; ``--debug`` (before or after the command) adds the
+traceback and debug logs and never changes the exit code. Each command checks the optional
+packages it needs before it starts any work. Nothing heavy is imported before a command runs.
 """
 
 import argparse
+import importlib.util
 import json
 import logging
+import math
+import os
 import sys
+import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from . import __version__
-from .exporters import DEFAULT_OPSET, SPECTRAL_NORM_MODES
-from .iresnet import VARIANTS
-from .parity import DEFAULT_BATCH_SIZES
 
-EXIT_OK, EXIT_PARITY, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+
+NEEDS = {
+    # command: the optional modules it needs, and the extra that brings each
+    "demo": {"torch": "torch", "matplotlib": "demo"},
+    "train": {"torch": "torch"},
+    "export": {"torch": "torch"},
+    "bench": {"torch": "torch"},
+    "verify": {"torch": "torch"},  # without --golden: parity against the checkpoint
+    "verify --golden": {"onnx": "onnxruntime"},
+    "inspect": {"onnx": "onnxruntime"},
+}
 
 
 class VerificationError(Exception):
     """``verify``'s verdict (not an error in the input): exit 1 with this message."""
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+class MissingExtraError(Exception):
+    """A command needs an optional package that is not installed (exit 2)."""
+
+
+def require_extras(command: str) -> None:
+    """Before any work: every module ``command`` needs is importable, or one clear error."""
+    missing = {
+        module: extra
+        for module, extra in NEEDS.get(command, {}).items()
+        if importlib.util.find_spec(module) is None
+    }
+    if missing:
+        extras = ",".join(sorted(set(missing.values())))
+        hint = (
+            " (on a CPU-only machine: pip install torch==2.13.0 first)"
+            if "torch" in missing
+            else ""
+        )
+        raise MissingExtraError(
+            f"{command} needs {', '.join(sorted(missing))}, which is not installed: "
+            f"pip install 'iresnet-onnx[{extras}]'{hint}"
+        )
+
+
+# --- argument types ---------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _float(text: str, minimum: float, strict: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum:g}" if strict else f"≥ {minimum:g}"
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _float(text, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    return _float(text, 0.0, strict=False)
+
+
+def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
@@ -37,23 +117,33 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _runtime_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+def runtime_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected runtime:device names, got {text!r}")
+    return names
 
 
-def _load_hp_file(path: str) -> dict[str, Any]:
+def load_hp_file(path: str) -> dict[str, Any]:
+    import tomllib
+
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"HP file {file}: no such file")
     try:
-        if file.suffix == ".toml":
-            return tomllib.loads(file.read_text())
-        return json.loads(file.read_text())
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        text = file.read_text()
+        hp = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"HP file {file}: {error}") from error
+    if not isinstance(hp, dict) or not isinstance(hp.get("iResNetBlock", {}), dict):
+        raise ValueError(
+            f"HP file {file}: expected an object such as "
+            '{"nblocks": 5, "iResNetBlock": {"activation": "ELU"}}'
+        )
+    return hp
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
@@ -69,10 +159,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import save_checkpoint
+    from .files import write_text_atomic
     from .training import load_data, train_flow
 
     data = load_data(args.data)
-    hp: dict[str, Any] = _load_hp_file(args.hp) if args.hp else {}
+    hp: dict[str, Any] = load_hp_file(args.hp) if args.hp else {}
     block = hp.setdefault("iResNetBlock", {})
     for key in ("hidden_size", "activation", "variant"):
         if getattr(args, key) is not None:
@@ -84,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     path = save_checkpoint(result.model, out / "model.pt")
-    (out / "losses.json").write_text(json.dumps(result.losses))
+    write_text_atomic(out / "losses.json", json.dumps(result.losses))
     print(f"trained on {data.shape[0]}×{data.shape[1]} in {result.seconds:.1f} s, "
           f"final NLL {result.losses[-1]:.4f}; checkpoint: {path}")  # fmt: skip
     return EXIT_OK
@@ -92,14 +183,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
-    from .exporters import export
+    from .pipeline import export
 
     model = load_checkpoint(args.checkpoint)
-    result = export(
-        model, args.out, opset=args.opset, spectral_norm=args.spectral_norm,
-        steps_per_check=args.steps_per_check, validate=not args.no_validate,
-        maxiter=args.maxiter, atol=args.atol, rtol=args.rtol,
-    )  # fmt: skip
+    options = {
+        key: getattr(args, key)
+        for key in ("opset", "spectral_norm", "steps_per_check", "maxiter", "atol", "rtol")
+        if getattr(args, key) is not None
+    }  # unset flags keep export()'s defaults
+    result = export(model, args.out, validate=not args.no_validate, **options)
     print(f"exported {args.checkpoint} in {result.seconds:.2f} s:")
     for name, path in result.paths.items():
         print(f"  {name:<10} {path}")
@@ -112,7 +204,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from . import parity
     from .checkpoint import load_checkpoint
     from .errors import CheckpointError, InvalidModelError
-    from .exporters import read_manifest, verify_hashes
+    from .manifest import read_manifest, verify_hashes
 
     folder = Path(args.dir)
     manifest = read_manifest(folder)
@@ -123,9 +215,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bad_hashes = {name: state for name, state in hashes.items() if state != "ok"}
     problems = [f"{name} {state} since export" for name, state in bad_hashes.items()]
     report = None
+    checkpoint = Path(args.checkpoint) if args.checkpoint else folder / recorded
     try:
-        model = load_checkpoint(Path(args.checkpoint) if args.checkpoint else folder / recorded)
-        report = parity.check(model, folder, runtimes=args.runtime, batch_sizes=args.batch_sizes)
+        model = load_checkpoint(checkpoint)
+        _check_same_model(model, manifest, checkpoint, folder)
+        sizes = {"batch_sizes": args.batch_sizes} if args.batch_sizes else {}
+        report = parity.check(model, folder, runtimes=args.runtime, **sizes)
         problems += [row.describe() for row in report.failures]
     except (InvalidModelError, CheckpointError) as error:
         if not bad_hashes:
@@ -133,7 +228,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         problems.append(f"cannot run parity: {error}")  # a file broken since export (exit 1)
     passed = not problems
     if args.json:
-        _print_json({
+        print_json({
             "passed": passed, "hashes": hashes, "problems": problems,
             "parity": report.to_dict() if report is not None else None,
         })  # fmt: skip
@@ -147,6 +242,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_same_model(model: Any, manifest: dict[str, Any], checkpoint: Path, folder: Path) -> None:
+    """A checkpoint of another width or depth than the export is the checkpoint's fault: say so."""
+    expected = (manifest.get("input_size"), manifest.get("nblocks"))
+    actual = (model.input_size, getattr(model, "nblocks", 1))
+    if None not in expected and expected != actual:
+        raise ValueError(
+            f"checkpoint {checkpoint} holds a model of width {actual[0]} with {actual[1]} blocks; "
+            f"the export {folder} has width {expected[0]} and {expected[1]} blocks"
+        )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_export, bench_suite, format_table, machine, rows_to_dicts, suite_report
 
@@ -157,7 +263,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
         report, data = suite_report(rows, args.widths, args.repeats, args.threads, fast_k=8)
         if args.json:
-            _print_json(data)
+            print_json(data)
         else:
             print(report)
         return EXIT_OK
@@ -166,9 +272,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads, progress=not args.json,
     )  # fmt: skip
     if args.json:
-        _print_json({"machine": machine(), "threads": args.threads, "rows": rows_to_dicts(rows)})
+        print_json({"machine": machine(), "threads": args.threads, "rows": rows_to_dicts(rows)})
     else:
-        print(f"median latency over repeats, {args.threads} threads; ratio = torch eager / runtime")
+        print(f"latency, {args.threads} threads; ratio = torch eager / runtime")
         print(format_table(rows, reference="eager"))
     return EXIT_OK
 
@@ -178,7 +284,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     info = inspect_path(Path(args.path))
     if args.json:
-        _print_json(info)
+        print_json(info)
     else:
         print(render(info))
     return EXIT_OK
@@ -188,132 +294,171 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs (the exit code stays the same)",
+    )  # fmt: skip
     parser = argparse.ArgumentParser(
         prog="iresnet-onnx",
         description="Invertible ResNets: train, export to ONNX (Loop graphs), verify parity, benchmark.",
+        epilog="exit codes: 0 ok, 1 the export is wrong (parity, hashes), 2 bad input or a missing "
+        "runtime/extra, 3 internal error, 130 interrupted, 141 output pipe closed",
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"iresnet-onnx {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo", help="the main job: train a 2-D flow, export, verify, bench, report"
-    )
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, parents=[common])
+
+    demo = command("demo", "the main job: train a 2-D flow, export, verify, bench, report")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    demo.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
-    demo.add_argument("--samples", type=int, default=4096, help="two-moons samples (default: 4096)")
+    demo.add_argument(
+        "--epochs", type=positive_int, default=40, help="training epochs (default: 40)"
+    )
+    demo.add_argument(
+        "--samples", type=positive_int, default=4096, help="two-moons samples (default: 4096)"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=cmd_demo)
 
-    train = commands.add_parser(
-        "train", help="train an iResNet flow on your data (.npy or .csv, [N, n])"
-    )
+    train = command("train", "train an iResNet flow on your data (.npy or .csv, [N, n])")
     train.add_argument("data", help="a .npy or .csv file of shape [N, n]")
     train.add_argument("--out", required=True, help="output folder for model.pt and losses.json")
     train.add_argument("--hp", help="JSON or TOML file of iResNet HP (nblocks, iResNetBlock={...})")
-    train.add_argument("--nblocks", type=int)
-    train.add_argument("--hidden-size", type=int, dest="hidden_size")
+    train.add_argument("--nblocks", type=positive_int)
+    train.add_argument("--hidden-size", type=positive_int, dest="hidden_size")
     train.add_argument("--activation", help="a torch.nn activation with Lipschitz constant ≤ 1")
-    train.add_argument("--variant", choices=VARIANTS)
-    train.add_argument("--epochs", type=int, default=40)
-    train.add_argument("--batch-size", type=int, default=256, dest="batch_size")
-    train.add_argument("--lr", type=float, default=5e-3)
+    train.add_argument("--variant", help="lowrank (the default) or mlp")
+    train.add_argument("--epochs", type=positive_int, default=40)
+    train.add_argument("--batch-size", type=positive_int, default=256, dest="batch_size")
+    train.add_argument("--lr", type=positive_float, default=5e-3)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=cmd_train)
 
-    export = commands.add_parser(
-        "export", help="export a checkpoint to forward.onnx / inverse.onnx"
-    )
+    export = command("export", "export a checkpoint to forward.onnx / inverse.onnx")
     export.add_argument("checkpoint", help="a model.pt written by iresnet-onnx")
-    export.add_argument("--out", required=True, help="the export folder to write")
-    export.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    export.add_argument("--out", required=True, help="the export folder to write (replaced whole)")
+    export.add_argument("--opset", type=int, help="ONNX opset, 17–21 (default 18)")
     export.add_argument(
-        "--spectral-norm", choices=SPECTRAL_NORM_MODES, default="loop", dest="spectral_norm"
-    )
+        "--spectral-norm", dest="spectral_norm",
+        help="loop (σ computed in the graph, the default) or folded (A′ baked into the weights)",
+    )  # fmt: skip
     export.add_argument(
-        "--steps-per-check", type=int, default=1, dest="steps_per_check",
+        "--steps-per-check", type=positive_int, dest="steps_per_check",
         help="fixed-point steps per convergence test in inverse.onnx (default 1: eager's exact "
         "stopping step; 8 is faster, may take up to K-1 extra steps)",
     )  # fmt: skip
     export.add_argument("--no-validate", action="store_true", help="skip the parity check")
     export.add_argument(
-        "--maxiter", type=int, help="default maxiter of inverse.onnx (default: the model's)"
+        "--maxiter",
+        type=positive_int,
+        help="default maxiter of inverse.onnx (default: the model's)",
     )
     export.add_argument(
-        "--atol", type=float, help="default atol of inverse.onnx (default: the model's)"
+        "--atol",
+        type=non_negative_float,
+        help="default atol of inverse.onnx (default: the model's)",
     )
     export.add_argument(
-        "--rtol", type=float, help="default rtol of inverse.onnx (default: the model's)"
+        "--rtol",
+        type=non_negative_float,
+        help="default rtol of inverse.onnx (default: the model's)",
     )
     export.set_defaults(handler=cmd_export)
 
-    verify = commands.add_parser("verify", help="parity of an export folder against its checkpoint")
+    verify = command("verify", "hashes and parity of an export folder against its checkpoint")
     verify.add_argument("dir", help="an export folder")
     verify.add_argument(
         "--checkpoint", help="compare against this checkpoint instead of the folder's"
     )
-    verify.add_argument("--runtime", type=_runtime_list, help="e.g. onnxruntime:cpu,reference:cpu")
-    verify.add_argument(
-        "--batch-sizes", type=_int_list, default=DEFAULT_BATCH_SIZES, dest="batch_sizes"
-    )
+    verify.add_argument("--runtime", type=runtime_list, help="e.g. onnxruntime:cpu,reference:cpu")
+    verify.add_argument("--batch-sizes", type=int_list, dest="batch_sizes", help="default 1,7,257")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=cmd_verify)
 
-    bench = commands.add_parser(
+    bench = command(
         "bench",
-        help="latency of an export folder (eager vs each runtime), or without DIR the performance "
+        "latency of an export folder (eager vs each runtime), or without DIR the performance "
         "suite (baseline vs eager, TorchScript, onnxruntime loop/folded)",
     )
     bench.add_argument("dir", nargs="?", help="an export folder (omit for the performance suite)")
-    bench.add_argument("--widths", type=_int_list, default=(64,), help="suite only (default 64)")
-    bench.add_argument("--batch", type=_int_list, default=(1, 64, 1024), help="default 1,64,1024")
+    bench.add_argument("--widths", type=int_list, default=(64,), help="suite only (default 64)")
+    bench.add_argument("--batch", type=int_list, default=(1, 64, 1024), help="default 1,64,1024")
     bench.add_argument(
-        "--runtime", type=_runtime_list, help="default: every onnxruntime device here"
+        "--runtime", type=runtime_list, help="default: every onnxruntime device here"
     )
-    bench.add_argument("--repeats", type=int, default=50)
-    bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--repeats", type=positive_int, default=50)
+    bench.add_argument("--threads", type=positive_int, default=2)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
 
-    inspect = commands.add_parser("inspect", help="what an export folder or ONNX file contains")
+    inspect = command("inspect", "what an export folder or ONNX file contains")
     inspect.add_argument("path", help="an export folder or a .onnx file")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=cmd_inspect)
     return parser
 
 
+def _one_line_warnings(command: str) -> None:
+    """Warnings (ours and libraries') as one line each on stderr, like errors. The CLI owns its
+    process, so it may set this hook; library code never does."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).splitlines()[0] if str(message) else ""
+        print(f"iresnet-onnx {command}: warning: {category.__name__}: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _needs(args: argparse.Namespace) -> str:
+    return "verify --golden" if getattr(args, "golden", False) else args.command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr
+        level=logging.DEBUG if debug else logging.INFO, format="%(message)s", stream=sys.stderr
     )
+    if not debug:
+        _one_line_warnings(args.command)
     from .errors import IresnetOnnxError, ParityError
 
+    def fail(code: int, text: str) -> int:
+        if debug:
+            traceback.print_exc()
+        print(f"iresnet-onnx {args.command}: {text}", file=sys.stderr)
+        return code
+
     try:
+        require_extras(_needs(args))
         return args.handler(args)
     except (ParityError, VerificationError) as error:
-        if args.debug:
-            raise
-        print(f"iresnet-onnx {args.command}: {str(error).splitlines()[0]}", file=sys.stderr)
-        return EXIT_PARITY
-    except (IresnetOnnxError, ValueError, TypeError, OSError) as error:
-        if args.debug:
-            raise
-        print(f"iresnet-onnx {args.command}: error: {str(error).splitlines()[0]}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(EXIT_FAILED, str(error).splitlines()[0])
+    except BrokenPipeError:
+        return _broken_pipe()
+    except (IresnetOnnxError, MissingExtraError, ValueError, TypeError, OSError) as error:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return fail(EXIT_USAGE, f"error: {text}")
     except KeyboardInterrupt:
-        print(f"iresnet-onnx {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # a bug, not bad input: still one line, and --debug shows where
-        if args.debug:
-            raise
-        print(
-            f"iresnet-onnx {args.command}: unexpected error {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''} (rerun with --debug for the traceback)",
-            file=sys.stderr,
+        return fail(EXIT_INTERRUPTED, "interrupted")
+    except Exception as error:  # a bug, not bad input: its own code, and --debug shows where
+        text = str(error).splitlines()[0] if str(error) else ""
+        return fail(
+            EXIT_INTERNAL,
+            f"internal error {type(error).__name__}: {text} (a bug: rerun with --debug for the "
+            "traceback and report it)",
         )
-        return EXIT_USAGE
+
+
+def _broken_pipe() -> int:
+    """The reader closed our stdout (``| head``): stop quietly, as tools killed by SIGPIPE do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

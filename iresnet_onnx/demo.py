@@ -8,6 +8,8 @@
 ``report.md``, ``report.json``  training, parity tables per runtime, latency table
 ``demo.png``                    the data, its latent space f(x), samples drawn by running
                                 inverse.onnx on onnxruntime, and the training curve
+
+The folder is written whole or not at all: a failed or interrupted demo leaves the previous one.
 """
 
 import json
@@ -22,7 +24,8 @@ from . import __version__, parity
 from . import runtimes as rt
 from .bench import bench_export, format_table, machine, rows_to_dicts
 from .checkpoint import save_checkpoint
-from .exporters import export
+from .files import atomic_directory, check_replaceable
+from .pipeline import export
 from .training import train_flow, two_moons
 
 DEMO_HP = {
@@ -37,9 +40,29 @@ def _step(index: int, total: int, text: str) -> None:
     print(f"[{index}/{total}] {text}", flush=True)
 
 
+REPORT_NAME = "report.json"
+
+
 def run_demo(out: Path, *, epochs: int = 40, samples: int = 4096, seed: int = 0) -> dict[str, Any]:
+    """Run the main job into ``out`` (replaced whole at the end, if it is a previous demo output)."""
+    check_replaceable(out, REPORT_NAME)
+    with atomic_directory(out, REPORT_NAME) as folder:
+        summary = _run(folder, epochs=epochs, samples=samples, seed=seed)
+    print(f"\ndone in {summary['seconds']:.0f} s. Everything is in {out}/:")
+    for name, what in (
+        ("model.pt", "trained checkpoint"),
+        ("onnx/", "loop-mode export (forward.onnx, inverse.onnx, model.pt, manifest.json)"),
+        ("onnx-folded/", "folded-mode export"),
+        ("report.md", "parity and latency tables"),
+        ("report.json", "the same, as data"),
+        ("demo.png", "data, latent space, samples from inverse.onnx, training curve"),
+    ):
+        print(f"  {out / name}  {what}")
+    return summary
+
+
+def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     total = 6
 
     _step(1, total, f"data: {samples} two-moons samples")
@@ -97,20 +120,11 @@ def run_demo(out: Path, *, epochs: int = 40, samples: int = 4096, seed: int = 0)
             "inverse_steps_per_block": generated["iterations"].tolist(),
             "inverse_residual_max": float(generated["residual"].max()),
         },
-        "picture": str(picture),
+        "picture": picture.name,
+        "latent_inside_circles": _inside_circles(latent),
     }  # fmt: skip
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / REPORT_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "report.md").write_text(_markdown(summary, reports, bench))
-    print(f"\ndone in {seconds:.0f} s. Everything is in {out}/:")
-    for name, what in (
-        ("model.pt", "trained checkpoint"),
-        ("onnx/", "loop-mode export (forward.onnx, inverse.onnx, model.pt, manifest.json)"),
-        ("onnx-folded/", "folded-mode export"),
-        ("report.md", "parity and latency tables"),
-        ("report.json", "the same, as data"),
-        ("demo.png", "data, latent space, samples from inverse.onnx, training curve"),
-    ):
-        print(f"  {out / name}  {what}")
     return summary
 
 
@@ -154,6 +168,15 @@ def _markdown(summary: dict[str, Any], reports: dict[str, parity.ParityReport], 
     return "\n".join(parts)
 
 
+GAUSSIAN_2D_INSIDE = {1: 1 - np.exp(-0.5), 2: 1 - np.exp(-2.0), 3: 1 - np.exp(-4.5)}
+"""Share of a 2-D standard normal inside radius r: 1 − exp(−r²/2) (39 %, 86 %, 99 %)."""
+
+
+def _inside_circles(latent: np.ndarray) -> dict[str, float]:
+    radius = np.linalg.norm(latent, axis=1)
+    return {f"r<{r}": float((radius < r).mean()) for r in GAUSSIAN_2D_INSIDE}
+
+
 def _plot(
     path: Path, data: np.ndarray, latent: np.ndarray, samples: np.ndarray, losses: list[float]
 ) -> Path:
@@ -162,25 +185,51 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 4, figsize=(17, 4.3))
+    figure, axes = plt.subplots(1, 4, figsize=(18, 5.2))
     style = {"s": 2, "alpha": 0.5}
+    note = {"fontsize": 9, "ha": "center", "va": "top"}
+
     axes[0].scatter(data[:, 0], data[:, 1], color="tab:blue", **style)
-    axes[0].set_title("data x (two moons)")
+    axes[0].set_title("1. training data x (two moons)")
+    axes[0].set_xlabel("x₁")
+    axes[0].set_ylabel("x₂")
+
     axes[1].scatter(latent[:, 0], latent[:, 1], color="tab:orange", **style)
     circle = np.linspace(0, 2 * np.pi, 200)
-    for radius in (1, 2, 3):
-        axes[1].plot(radius * np.cos(circle), radius * np.sin(circle), color="gray", lw=0.6)
-    axes[1].set_title("latent z = f(x)  (forward.onnx)")
+    inside = _inside_circles(latent)
+    for radius, share in GAUSSIAN_2D_INSIDE.items():
+        axes[1].plot(radius * np.cos(circle), radius * np.sin(circle), color="gray", lw=0.7)
+        measured = inside[f"r<{radius}"]
+        axes[1].annotate(
+            f"r={radius}: {measured:.0%} inside (ideal {share:.0%})", (radius * 0.71, radius * 0.71),
+            fontsize=8, color="dimgray", xytext=(4, 4), textcoords="offset points",
+        )  # fmt: skip
+    axes[1].set_title("2. the data mapped to z = f(x)  (forward.onnx)")
+    axes[1].set_xlabel("z₁")
+    axes[1].set_ylabel("z₂")
+
     axes[2].scatter(samples[:, 0], samples[:, 1], color="tab:green", **style)
-    axes[2].set_title("samples f⁻¹(z), z ~ N(0, I)  (inverse.onnx)")
+    axes[2].set_title("3. new samples x = f⁻¹(z), z ~ N(0, I)  (inverse.onnx)")
+    axes[2].set_xlabel("x₁")
+    axes[2].set_ylabel("x₂")
     for ax in axes[:3]:
         ax.set_aspect("equal")
         ax.set_xlim(-3.5, 3.5)
         ax.set_ylim(-3.5, 3.5)
+    captions = (
+        "what the flow learns from",
+        "good: a round, even cloud like N(0, I), with the\nshares inside the circles near the ideal "
+        "(streaks\nand gaps: mass the flow has not spread out yet)",
+        "good: looks like panel 1 (points between the\nmoons are the flow's remaining error)",
+    )
+    for ax, caption in zip(axes[:3], captions):
+        ax.text(0.5, -0.16, caption, transform=ax.transAxes, **note)
+
     axes[3].plot(np.arange(1, len(losses) + 1), losses, color="tab:red")
     axes[3].set_xlabel("epoch")
     axes[3].set_ylabel("negative log-likelihood (nats)")
-    axes[3].set_title("training")
+    axes[3].set_title("4. training: lower is better")
+    axes[3].text(0.5, -0.16, "good: falls, then flattens", transform=axes[3].transAxes, **note)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

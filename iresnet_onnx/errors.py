@@ -10,6 +10,7 @@ __all__ = [
     "IresnetOnnxError",
     "ParityError",
     "RuntimeUnavailableError",
+    "TrainingError",
 ]
 
 
@@ -31,6 +32,10 @@ class ExportError(IresnetOnnxError):
 
 class RuntimeUnavailableError(IresnetOnnxError, RuntimeError):
     """A requested runtime or device is not available here; the message lists what is."""
+
+
+class TrainingError(IresnetOnnxError, ValueError):
+    """Training produced a non-finite loss (bad data or learning rate); nothing was saved."""
 
 
 class ParityError(IresnetOnnxError, AssertionError):

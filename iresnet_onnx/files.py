@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file", "write_text_atomic"]
+__all__ = ["atomic_directory", "atomic_file", "check_replaceable", "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -42,16 +42,17 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
+def atomic_directory(path: str | Path, marker: str | None = None) -> Iterator[Path]:
     """``with atomic_directory(d) as tmp:`` fill the folder ``tmp``; on success it becomes ``d``.
 
     A previous ``d`` stays untouched until the new folder is complete, and is then replaced as a
     whole, so no reader ever sees old and new files mixed. Two writers racing for one ``d`` each
-    build their own temporary folder; the last to finish wins, whole.
+    build their own temporary folder; the last to finish wins, whole. With ``marker``, an existing
+    non-empty ``d`` is replaced only if it holds that file (it is one of ours): a ``ValueError``
+    before any work, rather than deleting a folder of someone else's files.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{path} exists and is not a folder")
+    check_replaceable(path, marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -61,6 +62,17 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         _swap_in(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_replaceable(path: Path, marker: str | None) -> None:
+    """``ValueError`` unless ``path`` is absent, an empty folder, or a folder holding ``marker``."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a folder")
+    if marker and path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
+        raise ValueError(
+            f"refusing to replace {path}: it holds files but no {marker}, so it is not an output "
+            "of this tool; choose an empty or new folder"
+        )
 
 
 def _swap_in(new: Path, final: Path) -> None:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from . import parity, runtimes
-from .bench import interleaved_medians, suite_model
-from .exporters import export
+from .bench import suite_model, time_in_blocks
+from .pipeline import export
 
 log = logging.getLogger(__name__)
 SOLVER = {"maxiter": 100, "atol": 1e-6, "rtol": 1e-6}
@@ -98,15 +98,16 @@ def time_case(model, forward, inverse, x) -> dict[str, float]:
             model.inverse(x, **SOLVER)
         torch.cuda.synchronize()
 
-    return interleaved_medians(
+    timings = time_in_blocks(
         {
             "torch cuda forward": eager_forward,
             "ort cuda forward": lambda: forward.run_torch(x),
             "torch cuda inverse": eager_inverse,
             "ort cuda inverse": lambda: inverse.run_torch(x, **SOLVER),
         },
-        repeats=50 if x.shape[0] == 1 else 20,
+        50 if x.shape[0] == 1 else 20,
     )
+    return {name: timing.median for name, timing in timings.items()}
 
 
 def latency(tmp: Path) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import TrainingError
 from .iresnet import iResNet
 from .layers import LinearContraction
 
@@ -47,7 +48,7 @@ def load_data(path: str | Path) -> np.ndarray:
             data = np.load(path, allow_pickle=False)
         elif path.suffix == ".csv":
             data = np.genfromtxt(
-                path, delimiter=",", dtype=np.float64, skip_header=_header_rows(path)
+                path, delimiter=",", dtype=np.float64, skip_header=_header_rows(path), ndmin=2
             )
         else:
             raise ValueError(f"data file {path}: expected .npy or .csv")
@@ -109,9 +110,9 @@ def train_flow(
     Returns the model in eval mode with its power-iteration vectors converged for the final
     weights, so an export's power-iteration Loops start converged.
     """
-    if epochs < 1 or batch_size < 1 or not lr > 0:
+    if epochs < 1 or batch_size < 1 or not 0 < lr < math.inf:
         raise ValueError(
-            f"need epochs ≥ 1, batch_size ≥ 1, lr > 0; got {epochs}, {batch_size}, {lr}"
+            f"need epochs ≥ 1, batch_size ≥ 1 and a finite lr > 0; got {epochs}, {batch_size}, {lr}"
         )
     torch.manual_seed(seed)
     tensor = torch.from_numpy(np.asarray(data, np.float32))
@@ -125,8 +126,17 @@ def train_flow(
     for epoch in bar:
         model.train()
         total, count = 0.0, 0
-        for index in torch.randperm(len(tensor), generator=generator).split(batch_size):
+        for step, index in enumerate(
+            torch.randperm(len(tensor), generator=generator).split(batch_size)
+        ):
             loss = -log_likelihood(model, tensor[index]).mean()
+            if not bool(torch.isfinite(loss)):
+                bar.close()
+                raise TrainingError(
+                    f"training stopped: the loss is {loss.item()} at epoch {epoch + 1}, batch "
+                    f"{step + 1}; check the data (largest |value| {float(tensor.abs().max()):.3g}) "
+                    f"and the learning rate ({lr:g}). Nothing was saved."
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -7,10 +7,13 @@ from iresnet_onnx.bench import (
     BASELINE,
     Baseline,
     BenchRow,
+    Timing,
     format_matrix,
-    interleaved_medians,
+    format_table,
+    ratio,
     suite_model,
     targets,
+    time_in_blocks,
     torch_threads,
 )
 
@@ -29,17 +32,27 @@ def test_baseline_is_the_same_function_as_the_model():
         )
 
 
-def test_interleaved_medians_time_every_candidate():
-    calls = {"a": 0, "b": 0}
+def test_time_in_blocks_times_every_candidate_in_blocks():
+    order = []
+    timings = time_in_blocks(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+        calls=10, rounds=2, warmup=1, pause=0.0,
+    )  # fmt: skip
+    assert set(timings) == {"a", "b"}
+    # each round: a's block (1 warm-up + 5 timed calls), then b's
+    assert order == (["a"] * 6 + ["b"] * 6) * 2
+    assert all(len(t.rounds) == 2 and t.low <= t.median <= t.high for t in timings.values())
 
-    def count(name):
-        calls[name] += 1
 
-    medians = interleaved_medians(
-        {"a": lambda: count("a"), "b": lambda: count("b")}, repeats=10, warmup=2
-    )
-    assert set(medians) == {"a", "b"} and all(value >= 0 for value in medians.values())
-    assert calls["a"] == calls["b"] >= 12
+def test_ratio_and_instability_come_from_the_rounds():
+    steady = Timing(2.0, 1.9, 2.1, (2.0, 2.0, 2.0))
+    half = Timing(1.0, 0.9, 1.1, (1.0, 1.0, 1.0))
+    noisy = Timing(1.0, 0.2, 3.0, (0.25, 1.0, 2.5))
+    assert ratio(steady, half) == (2.0, 2.0, 2.0)
+    assert not BenchRow.of("x", "forward", 4, 1, half, steady).unstable
+    row = BenchRow.of("x", "forward", 4, 1, noisy, steady)
+    assert row.ratio == 2.0 and (row.ratio_low, row.ratio_high) == (0.8, 8.0) and row.unstable
+    assert "⚠ unstable" in format_table([row])
 
 
 def test_torch_threads_restores_the_count():

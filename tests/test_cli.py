@@ -1,13 +1,17 @@
-"""The command line through subprocesses: exit codes, one-line errors on stderr, no tracebacks.
+"""The command line: exit codes, one-line errors on stderr, no tracebacks.
 
-Each case of the README's bad-input catalogue that reaches the CLI is here.
+Most cases call ``main()`` in-process (fast); a few go through a subprocess end to end (the module
+entry point, pipes, the environment). Each case of the README's bad-input catalogue that reaches the
+CLI is here.
 """
 
+import importlib.util
 import json
 import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +21,35 @@ import torch
 from onnx import numpy_helper
 
 from iresnet_onnx import runtimes, save_checkpoint
+from iresnet_onnx.cli import main
+from iresnet_onnx.manifest import sha256
 from tests.conftest import make_model
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def subprocess_cli(*args: str, cwd: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """The CLI in its own process (hang guard only: a slow machine is not a failure)."""
     return subprocess.run(
         [sys.executable, "-m", "iresnet_onnx", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
+        capture_output=True, text=True, cwd=cwd, timeout=3600, **kwargs,
     )  # fmt: skip
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args)``: ``main()`` in this process, as a CompletedProcess-like result."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_:  # argparse's usage errors and --help
+            code = exit_.code
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
@@ -45,26 +68,26 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def export_dir(checkpoint, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export")
-    result = cli("export", checkpoint, "--out", out)
+    out = tmp_path_factory.mktemp("export") / "out"
+    result = subprocess_cli("export", checkpoint, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "forward" in result.stdout and "PASSED" in result.stdout
     return out
 
 
-def test_help_of_every_command():
+def test_help_of_every_command(cli):
     for command in ("", "demo", "train", "export", "verify", "bench", "inspect"):
         result = cli(*([command] if command else []), "--help")
         assert result.returncode == 0 and "usage: iresnet-onnx" in result.stdout
 
 
-def test_usage_errors_exit_2():
+def test_usage_errors_exit_2(cli):
     assert_clean_failure(cli(), 2, "required: COMMAND")
     assert_clean_failure(cli("compile"), 2, "invalid choice: 'compile'")
     assert_clean_failure(cli("bench", "x", "--batch", "0,1"), 2, "positive integers")
 
 
-def test_verify_passes_and_reports_json(export_dir):
+def test_verify_passes_and_reports_json(cli, export_dir):
     result = cli("verify", export_dir, "--runtime", "onnxruntime:cpu,reference:cpu", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -75,7 +98,7 @@ def test_verify_passes_and_reports_json(export_dir):
     }
 
 
-def test_tampered_graph_reports_hash_and_parity(export_dir, tmp_path):
+def test_tampered_graph_reports_hash_and_parity(cli, export_dir, tmp_path):
     tampered = copy_export(export_dir, tmp_path / "tampered")
     proto = onnx.load(tampered / "forward.onnx")
     for initializer in proto.graph.initializer:
@@ -97,14 +120,14 @@ def copy_export(export_dir: Path, target: Path) -> Path:
     return target
 
 
-def test_file_broken_since_export_is_a_verification_failure(export_dir, tmp_path):
+def test_file_broken_since_export_is_a_verification_failure(cli, export_dir, tmp_path):
     broken = copy_export(export_dir, tmp_path / "broken")
     (broken / "forward.onnx").write_bytes(b"\x00not onnx any more")
     result = cli("verify", broken, "--runtime", "onnxruntime:cpu")
     assert_clean_failure(result, 1, "forward.onnx modified since export", "cannot run parity")
 
 
-def test_manifest_without_hashes_is_bad_input(export_dir, tmp_path):
+def test_manifest_without_hashes_is_bad_input(cli, export_dir, tmp_path):
     folder = copy_export(export_dir, tmp_path / "nohash")
     manifest = json.loads((folder / "manifest.json").read_text())
     del manifest["files"]
@@ -123,7 +146,7 @@ def test_manifest_without_hashes_is_bad_input(export_dir, tmp_path):
         ("tvm:cpu", "unknown runtime"),
     ],
 )  # fmt: skip
-def test_unavailable_runtime_exits_2_with_the_list(export_dir, runtime, fragment):
+def test_unavailable_runtime_exits_2_with_the_list(cli, export_dir, runtime, fragment):
     assert_clean_failure(
         cli("verify", export_dir, "--runtime", runtime), 2, fragment, "onnxruntime:cpu"
     )
@@ -159,7 +182,7 @@ class Exploit:
         ("malicious", "refused to unpickle"),
     ],
 )
-def test_bad_checkpoints_exit_2(tmp_path, kind, fragment):
+def test_bad_checkpoints_exit_2(cli, tmp_path, kind, fragment):
     path = write_bad_checkpoints(tmp_path / "bad")[kind]
     assert_clean_failure(cli("export", path, "--out", tmp_path / "out"), 2, fragment, str(path))
     assert not (tmp_path / "out" / "forward.onnx").exists()
@@ -169,22 +192,26 @@ def test_bad_checkpoints_exit_2(tmp_path, kind, fragment):
     ("flags", "fragment"),
     [
         (["--opset", "99"], "opset 99 is not supported"),
-        (["--atol", "-1"], "atol must be finite and ≥ 0"),
-        (["--maxiter", "0"], "maxiter must be an int in 1…1,000,000"),
+        (["--atol", "-1"], "--atol: expected a finite number ≥ 0, got '-1'"),
+        (["--rtol", "1e300"], "overflows"),
+        (["--rtol", "inf"], "--rtol: expected a finite number ≥ 0"),
+        (["--maxiter", "0"], "--maxiter: expected a positive integer"),
+        (["--maxiter", "9223372036854775807"], "maxiter must be an int in 1…1,000,000"),
+        (["--spectral-norm", "unrolled"], "unknown spectral_norm mode 'unrolled'"),
     ],
 )
-def test_bad_export_options_exit_2(checkpoint, tmp_path, flags, fragment):
+def test_bad_export_options_exit_2(cli, checkpoint, tmp_path, flags, fragment):
     assert_clean_failure(cli("export", checkpoint, "--out", tmp_path, *flags), 2, fragment)
 
 
-def test_missing_and_foreign_export_dirs_exit_2(tmp_path):
+def test_missing_and_foreign_export_dirs_exit_2(cli, tmp_path):
     assert_clean_failure(cli("verify", tmp_path / "nowhere"), 2, "no manifest.json")
     assert_clean_failure(cli("inspect", tmp_path / "nowhere.onnx"), 2, "no such file")
     (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
     assert_clean_failure(cli("inspect", tmp_path / "junk.onnx"), 2, "junk.onnx")
 
 
-def test_export_with_solver_defaults_and_folded(checkpoint, tmp_path):
+def test_export_with_solver_defaults_and_folded(cli, checkpoint, tmp_path):
     result = cli(
         "export", checkpoint, "--out", tmp_path, "--spectral-norm", "folded", "--opset", "17",
         "--atol", "1e-4", "--rtol", "1e-4", "--maxiter", "30",
@@ -200,7 +227,7 @@ def test_export_with_solver_defaults_and_folded(checkpoint, tmp_path):
     assert cli("verify", tmp_path, "--runtime", "onnxruntime:cpu").returncode == 0
 
 
-def test_inspect_folder_and_file(export_dir):
+def test_inspect_folder_and_file(cli, export_dir):
     result = cli("inspect", export_dir)
     assert result.returncode == 0, result.stderr
     assert "Loop nodes: 1" in result.stdout  # forward: the power iteration
@@ -211,7 +238,7 @@ def test_inspect_folder_and_file(export_dir):
     assert as_json["graphs"]["inverse.onnx"]["op_counts"]["Loop"] == 2
 
 
-def test_bench_json(export_dir):
+def test_bench_json(cli, export_dir):
     result = cli("bench", export_dir, "--batch", "1,8", "--repeats", "5", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
@@ -221,7 +248,7 @@ def test_bench_json(export_dir):
     assert all(r["median_us"] > 0 for r in rows)
 
 
-def test_train_on_csv_and_bad_data(tmp_path):
+def test_train_on_csv_and_bad_data(cli, tmp_path):
     data = np.random.default_rng(0).standard_normal((64, 3))
     np.savetxt(tmp_path / "data.csv", data, delimiter=",", header="a,b,c", comments="")
     result = cli(
@@ -244,18 +271,18 @@ def test_train_on_csv_and_bad_data(tmp_path):
     assert_clean_failure(result, 2, "Lipschitz constant above 1")
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    result = cli("--debug", "export", tmp_path / "none.pt", "--out", tmp_path)
-    assert result.returncode != 0 and "Traceback" in result.stderr
-
-
 def test_pipeline_script(checkpoint, tmp_path):
+    # as after `make`: iresnet-onnx is in the checkout's .venv, not on PATH
     env = {
-        **os.environ,
-        "IRESNET_ONNX": f"{sys.executable} -m iresnet_onnx",
-        "RUNTIMES": "onnxruntime:cpu",
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("IRESNET_ONNX", "VIRTUAL_ENV")
     }
+    env["PATH"] = "/usr/bin:/bin"
+    env["RUNTIMES"] = "onnxruntime:cpu"
     script = REPO / "scripts" / "export_and_verify.sh"
+    if not (REPO / ".venv" / "bin" / "iresnet-onnx").exists():
+        env["IRESNET_ONNX"] = f"{sys.executable} -m iresnet_onnx"
     ok = subprocess.run(
         ["bash", script, checkpoint, tmp_path / "ok"], capture_output=True, text=True, env=env
     )
@@ -271,7 +298,7 @@ def test_pipeline_script(checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    result = cli("demo", "--out", tmp_path)
+    result = subprocess_cli("demo", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     for name in (
         "model.pt",
@@ -286,3 +313,149 @@ def test_demo_end_to_end(tmp_path):
     assert all(entry["passed"] for entry in report["parity"].values())
     assert report["training"]["nll_last"] < report["training"]["nll_first"] - 0.5
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- "Nothing lost": pipelines can trust the exit code and the folder -------------------------
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    return {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_nan_training_exits_2_and_keeps_the_good_checkpoint(cli, tmp_path):
+    data = np.random.default_rng(0).standard_normal((128, 2)).astype(np.float32)
+    np.save(tmp_path / "good.npy", data)
+    run = tmp_path / "run"
+    assert cli("train", tmp_path / "good.npy", "--out", run, "--epochs", "1").returncode == 0
+    good = folder_hashes(run)
+    data[5, 0] = 1e30
+    np.save(tmp_path / "huge.npy", data)
+    result = cli("train", tmp_path / "huge.npy", "--out", run, "--epochs", "2")
+    assert_clean_failure(result, 2, "training stopped: the loss is", "Nothing was saved")
+    assert_clean_failure(
+        cli("train", tmp_path / "good.npy", "--out", run, "--lr", "inf"),
+        2,
+        "--lr: expected a finite",
+    )
+    assert folder_hashes(run) == good
+
+
+def test_one_column_csv_trains(cli, tmp_path):
+    np.savetxt(tmp_path / "one.csv", np.random.default_rng(1).standard_normal(64), delimiter=",")
+    result = cli("train", tmp_path / "one.csv", "--out", tmp_path / "run", "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("tensor", "value", "fragment"),
+    [(".c", 5.0, "c is 5.0, it must lie in (0, 1)"), ("0.weight", float("nan"), "contains NaN")],
+)
+def test_export_of_a_broken_checkpoint_names_the_file(cli, tmp_path, tensor, value, fragment):
+    model = make_model(4, 1)
+    payload_path = save_checkpoint(model, tmp_path / "model.pt")
+    payload = torch.load(payload_path, weights_only=True)
+    payload["state_dict"] = {
+        k: torch.full_like(v, value) if k.endswith(tensor) else v
+        for k, v in payload["state_dict"].items()
+    }
+    torch.save(payload, tmp_path / "broken.pt")
+    result = cli("export", tmp_path / "broken.pt", "--out", tmp_path / "out")
+    assert_clean_failure(result, 2, str(tmp_path / "broken.pt"), fragment)
+    assert "the input contains" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_verify_with_a_checkpoint_of_another_width_blames_the_checkpoint(cli, export_dir, tmp_path):
+    other = save_checkpoint(make_model(3, 2), tmp_path / "other.pt")
+    result = cli("verify", export_dir, "--checkpoint", other)
+    assert_clean_failure(result, 2, f"checkpoint {other} holds a model of width 3", "width 4")
+
+
+def test_debug_keeps_the_exit_code_and_works_after_the_command(cli, tmp_path):
+    missing = tmp_path / "none.pt"
+    plain = cli("export", missing, "--out", tmp_path / "o")
+    assert_clean_failure(plain, 2, "no such file")
+    for args in (("--debug", "export", missing), ("export", missing, "--debug")):
+        result = cli(*args, "--out", tmp_path / "o")
+        assert result.returncode == 2 and "Traceback" in result.stderr, result.stderr
+
+
+def test_an_internal_error_has_its_own_exit_code(cli, monkeypatch):
+    def broken(args):
+        return 1 / 0
+
+    monkeypatch.setattr("iresnet_onnx.cli.cmd_inspect", broken)
+    result = cli("inspect", "anything")
+    assert_clean_failure(result, 3, "internal error ZeroDivisionError", "a bug")
+
+
+def test_warnings_are_one_line(cli, monkeypatch):
+    def noisy(args):
+        warnings.warn("first line\nsecond line", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr("iresnet_onnx.cli.cmd_inspect", noisy)
+    result = cli("inspect", "anything")
+    assert result.returncode == 0
+    assert result.stderr == "iresnet-onnx inspect: warning: UserWarning: first line\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("bench", "--threads", "0"), "--threads: expected a positive integer"),
+        (("bench", "--repeats", "0"), "--repeats: expected a positive integer"),
+        (("demo", "--samples", "0"), "--samples: expected a positive integer"),
+        (("demo", "--epochs", "-1"), "--epochs: expected a positive integer"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(cli, args, fragment):
+    assert_clean_failure(cli(*args), 2, fragment)
+
+
+def test_hp_file_must_be_an_object(cli, tmp_path):
+    (tmp_path / "hp.json").write_text("[1, 2]")
+    np.save(tmp_path / "d.npy", np.zeros((8, 2), np.float32))
+    result = cli("train", tmp_path / "d.npy", "--out", tmp_path / "r", "--hp", tmp_path / "hp.json")
+    assert_clean_failure(result, 2, "expected an object such as")
+
+
+def test_missing_extra_is_named_before_any_work(cli, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    result = cli("demo", "--out", tmp_path / "demo")
+    assert_clean_failure(result, 2, "demo needs matplotlib", "pip install 'iresnet-onnx[demo]'")
+    assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda m: m["files"].update({"/etc/passwd": m["files"]["model.pt"]}), "points outside"),
+        (lambda m: m["files"].update({"../../x": m["files"]["model.pt"]}), "points outside"),
+        (lambda m: m.update({"checkpoint": ["a"]}), "'checkpoint' must name a file"),
+        (lambda m: m["files"]["forward.onnx"].update({"sha256": 5}), "no valid sha256"),
+    ],
+    ids=["absolute", "dotdot", "checkpoint-list", "hash-number"],
+)
+def test_the_manifest_is_checked_before_it_is_trusted(cli, export_dir, tmp_path, edit, fragment):
+    folder = copy_export(export_dir, tmp_path / "edited")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for command in ("verify", "inspect"):
+        assert_clean_failure(cli(command, folder), 2, "manifest.json", fragment)
+
+
+def test_output_into_a_closed_pipe_is_quiet(export_dir):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iresnet_onnx", "inspect", export_dir, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    process.stdout.close()  # the reader is gone before the first line (`| head -0`)
+    _, stderr = process.communicate(timeout=3600)
+    assert process.returncode == 141, stderr
+    assert b"Broken pipe" not in stderr and b"Traceback" not in stderr

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..iresnet import check_solver_options, iResNet, iResNetBlock
+from ..iresnet import check_invertible, iResNet, iResNetBlock
 from ..layers import LinearContraction
+from ..solver import check_solver_options
 from ..spectral import start_vector
 from .functions import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
 
@@ -141,6 +142,7 @@ def describe(model: Any) -> ModelSpec:
     current weights) is written.
     """
     blocks = blocks_of(model)
+    check_invertible(model, "export")  # a NaN weight or c = 5 is the model's fault: say so
     kind = type(model).__name__
     prefixes = [f"blocks.{i}." for i in range(len(blocks))] if kind == "iResNet" else [""]
     parameter = next(model.parameters())
@@ -151,6 +153,13 @@ def describe(model: Any) -> ModelSpec:
     if len(solver) != 1:
         raise ValueError(f"all blocks must share maxiter/atol/rtol to export, got {sorted(solver)}")
     ((maxiter, atol, rtol),) = solver
+    largest = float(np.finfo(dtype).max)
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value > largest:
+            raise ValueError(
+                f"export: {name}={value:g} overflows the model's {np.dtype(dtype).name} "
+                f"(largest {largest:.3g})"
+            )
     steps = {_steps(b) for b in blocks}
     if len(steps) != 1:
         raise ValueError("all blocks must have the same bottleneck structure to export")

@@ -1,6 +1,7 @@
 """export(): the folder it writes, its manifest, float64, a single block, validation and bad arguments."""
 
 import json
+import threading
 
 import numpy as np
 import onnx
@@ -9,8 +10,8 @@ import torch
 
 from iresnet_onnx import export, iResNet, iResNetBlock, load_checkpoint, runtimes
 from iresnet_onnx.errors import ExportError, ParityError
-from iresnet_onnx.exporters import functions, read_manifest, verify_hashes
-from iresnet_onnx.exporters.manifest import sha256
+from iresnet_onnx.exporters import functions
+from iresnet_onnx.manifest import read_manifest, sha256, verify_hashes
 from tests.conftest import make_model
 
 
@@ -29,7 +30,9 @@ def test_export_folder_and_manifest(exported):
     assert verify_hashes(result.out_dir, manifest) == dict.fromkeys(manifest["files"], "ok")
     assert manifest["validation"]["passed"] is True
     assert {row["shape"][0] for row in manifest["validation"]["rows"]} == {1, 7, 257, 2}
-    assert manifest["graphs"]["inverse"]["op_counts"]["Loop"] == 2  # power iteration + fixed point
+    assert (
+        manifest["graphs"]["inverse.onnx"]["op_counts"]["Loop"] == 2
+    )  # power iteration + fixed point
     assert json.loads(json.dumps(result.report.to_dict())) == manifest["validation"]
     # the folder is self-contained: its checkpoint reproduces the model
     restored = load_checkpoint(result.checkpoint)
@@ -73,12 +76,77 @@ def test_float64_without_an_onnx_kernel_is_a_clear_error(tmp_path):
         export(model, tmp_path)
 
 
-def test_validation_miss_is_a_parity_error(tmp_path, monkeypatch):
+def test_validation_miss_is_a_parity_error_and_keeps_the_good_export(tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    export(make_model(6, 1), out)
+    good = folder_hashes(out)
     # a wrong activation mapping (0.5-leaky instead of ReLU) makes the graphs disagree with eager
     monkeypatch.setitem(functions.ACTIVATION_OPS, "ReLU", ("LeakyRelu", {"alpha": 0.5}, ()))
     with pytest.raises(ParityError, match=r"onnxruntime:cpu forward on \[1, 6\]: max\|Δ\|"):
-        export(make_model(6, 1), tmp_path)
-    assert read_manifest(tmp_path)["validation"]["passed"] is False  # written for inspection
+        export(make_model(6, 1, seed=3), out)
+    assert folder_hashes(out) == good  # the good export is untouched
+    rejected = tmp_path / "export.rejected"  # the bad one is set aside, for inspection
+    assert read_manifest(rejected)["validation"]["passed"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "export.rejected"]
+
+
+def folder_hashes(folder):
+    return {path.name: sha256(path) for path in sorted(folder.iterdir())}
+
+
+def test_failed_export_leaves_the_good_one(tmp_path):
+    out = tmp_path / "export"
+    export(make_model(5, 1), out)
+    good = folder_hashes(out)
+    broken = make_model(5, 1, seed=2)
+    with torch.no_grad():
+        broken.blocks[0].bottleneck[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"blocks\.0\.bottleneck\.0\.weight contains NaN"):
+        export(broken, out)
+    assert folder_hashes(out) == good and sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_interrupted_export_leaves_the_good_one(tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    export(make_model(5, 1), out)
+    good = folder_hashes(out)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C during validation
+
+    monkeypatch.setattr("iresnet_onnx.parity.check", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        export(make_model(5, 1, seed=4), out)
+    assert folder_hashes(out) == good and sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_racing_exports_never_mix_files(tmp_path):
+    out = tmp_path / "export"
+    models = [make_model(5, 1, seed=seed) for seed in range(4)]
+    errors = []
+
+    def run(model):
+        try:
+            export(model, out, validate=False)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(model,)) for model in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    manifest = read_manifest(out)
+    assert set(verify_hashes(out, manifest).values()) == {"ok"}  # one export, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="refusing to replace"):
+        export(make_model(4, 1), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize(

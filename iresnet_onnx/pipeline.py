@@ -1,0 +1,161 @@
+"""``export(model, out_dir)``: build the graphs, write the folder, check its numbers, record the
+manifest — one level above the exporters and the parity suite, which it joins.
+
+An export folder is complete or absent: everything is written into a temporary folder beside
+``out_dir`` and swapped in only once it is whole and validated (:mod:`iresnet_onnx.files`), so a
+failed, interrupted or racing export never damages the good export already there. An export that
+misses parity is moved to ``<out_dir>.rejected`` for inspection, where no pipeline picks it up.
+"""
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from . import parity
+from . import runtimes as rt
+from .checkpoint import save_checkpoint
+from .errors import ParityError, RuntimeUnavailableError
+from .exporters import (
+    DEFAULT_OPSET,
+    ExportOptions,
+    build_graphs,
+    describe,
+    with_solver_defaults,
+)
+from .files import atomic_directory, check_replaceable
+from .inspection import graph_summary
+from .manifest import MANIFEST_NAME, write_manifest
+
+__all__ = ["VALIDATION_RUNTIMES", "ExportResult", "export"]
+
+VALIDATION_RUNTIMES = ["onnxruntime:cpu"]
+CHECKPOINT_NAME = "model.pt"
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    paths: dict[str, Path]
+    """Every file of the folder by role: forward, inverse, checkpoint, manifest."""
+    seconds: float
+    """Time to build, check and write the graphs (validation not included)."""
+    report: Any = None
+    """The :class:`~iresnet_onnx.parity.ParityReport` of the validation, or None."""
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def forward(self) -> Path:
+        return self.paths["forward"]
+
+    @property
+    def inverse(self) -> Path:
+        return self.paths["inverse"]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.paths["checkpoint"]
+
+
+def export(
+    model: Any,
+    out_dir: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    spectral_norm: str = "loop",
+    steps_per_check: int = 1,
+    validate: bool = True,
+    runtimes: list[str] | None = None,
+    batch_sizes: tuple[int, ...] | None = None,
+    seed: int = 0,
+    maxiter: int | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> ExportResult:
+    """Export an ``iResNet`` or ``iResNetBlock`` to the folder ``out_dir``.
+
+    ``spectral_norm="loop"`` computes each σ in the graph by a power-iteration Loop from the raw
+    weights; ``"folded"`` bakes A′ into the initializers. With ``validate`` (the default) the graphs
+    are compared with eager PyTorch on fresh inputs (batch sizes 1, 7, 257 and leading dims) on
+    ``runtimes`` (default onnxruntime CPU); a miss raises :class:`~iresnet_onnx.errors.ParityError`
+    and leaves the previous ``out_dir`` as it was (the rejected export goes to
+    ``<out_dir>.rejected``).
+
+    ``maxiter``, ``atol``, ``rtol`` replace the model's solver defaults in ``inverse.onnx`` (and in
+    the folder's checkpoint, so that the folder stays consistent); the model passed in is untouched.
+    """
+    options = ExportOptions(
+        opset=opset, spectral_norm=spectral_norm, steps_per_check=steps_per_check
+    )
+    out_dir = Path(out_dir)
+    check_replaceable(out_dir, MANIFEST_NAME)  # before any work; never someone else's folder
+    validation_runtimes = runtimes or VALIDATION_RUNTIMES
+    if validate:
+        for name in validation_runtimes:
+            try:
+                rt.require(*rt.parse_runtime(name))
+            except RuntimeUnavailableError as error:
+                raise RuntimeUnavailableError(
+                    f"cannot validate the export: {error} (or pass validate=False)"
+                ) from error
+    if maxiter is not None or atol is not None or rtol is not None:
+        model = with_solver_defaults(model, maxiter=maxiter, atol=atol, rtol=rtol)
+
+    started = time.perf_counter()
+    spec = describe(model)
+    graphs = build_graphs(spec, options)
+    seconds = time.perf_counter() - started
+    with atomic_directory(out_dir, MANIFEST_NAME) as folder:
+        paths = {}
+        for kind, proto in graphs.items():
+            paths[kind] = folder / f"{kind}.onnx"
+            onnx.save(proto, str(paths[kind]))
+        paths["checkpoint"] = save_checkpoint(model, folder / CHECKPOINT_NAME)
+        report = None
+        if validate:
+            report = parity.check(
+                model, folder, runtimes=validation_runtimes,
+                batch_sizes=batch_sizes or parity.DEFAULT_BATCH_SIZES, seed=seed,
+            )  # fmt: skip
+            report.export_dir = str(out_dir)
+        content = {
+            "kind": spec.kind,
+            "input_size": spec.input_size,
+            "nblocks": spec.nblocks,
+            "dtype": spec.dtype.name,
+            "opset": options.opset,
+            "spectral_norm": options.spectral_norm,
+            "steps_per_check": options.steps_per_check,
+            "hp": spec.hp,
+            "power_iteration": spec.power_iteration,
+            "checkpoint": CHECKPOINT_NAME,
+            "export_seconds": round(seconds, 4),
+            "graphs": {
+                f"{kind}.onnx": {k: v for k, v in graph_summary(proto).items() if k != "metadata"}
+                for kind, proto in graphs.items()
+            },
+            "validation": report.to_dict() if report is not None else None,
+        }
+        write_manifest(folder, content, list(paths.values()))
+        if report is not None and not report.passed:
+            rejected = _set_aside(folder, out_dir)
+            raise ParityError(
+                f"export to {out_dir} misses parity: {report.failures[0].describe()}; "
+                f"{out_dir} is left as it was, the rejected export is in {rejected}\n"
+                f"{report.table()}"
+            )
+    final = {kind: out_dir / path.name for kind, path in paths.items()}
+    final["manifest"] = out_dir / MANIFEST_NAME
+    return ExportResult(out_dir, final, seconds, report, content)
+
+
+def _set_aside(folder: Path, out_dir: Path) -> Path:
+    """Move a rejected export to ``<out_dir>.rejected`` (replacing an older rejected one)."""
+    rejected = out_dir.with_name(out_dir.name + ".rejected")
+    shutil.rmtree(rejected, ignore_errors=True)
+    os.replace(folder, rejected)
+    return rejected
