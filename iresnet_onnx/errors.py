@@ -11,6 +11,7 @@ __all__ = [
     "ParityError",
     "RuntimeUnavailableError",
     "TrainingError",
+    "UnsupportedModelError",
 ]
 
 
@@ -24,6 +25,11 @@ class CheckpointError(IresnetOnnxError, ValueError):
 
 class InvalidModelError(IresnetOnnxError, ValueError):
     """An ONNX file is missing, corrupt, not ONNX, or not an export of this package."""
+
+
+class UnsupportedModelError(InvalidModelError):
+    """A valid export that this runtime cannot run (e.g. a ``Loop`` on tract); the message says why
+    and which export options avoid it."""
 
 
 class ExportError(IresnetOnnxError):

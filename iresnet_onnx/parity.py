@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import runtimes as rt
-from .errors import ParityError
+from .errors import ParityError, UnsupportedModelError
 from .iresnet import iResNet, iResNetBlock
 from .runtimes.eager import EagerSession
 
@@ -86,10 +86,12 @@ class ParityReport:
     seed: int
     tolerances: dict[str, float]
     rows: list[ParityRow] = field(default_factory=list)
+    unsupported: list[dict[str, str]] = field(default_factory=list)
+    """Graphs a runtime cannot run: ``{"runtime", "graph", "reason"}`` — never a pass."""
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(row.passed for row in self.rows)
+        return bool(self.rows) and all(row.passed for row in self.rows) and not self.unsupported
 
     @property
     def failures(self) -> list[ParityRow]:
@@ -125,8 +127,20 @@ class ParityReport:
         return "\n".join([rendered[0], "  ".join("-" * w for w in widths), *rendered[1:]])
 
     def __str__(self) -> str:
-        verdict = "PASSED" if self.passed else f"FAILED ({len(self.failures)} rows)"
-        return f"parity of {self.export_dir} ({self.dtype}, spectral norm {self.spectral_norm}): {verdict}\n{self.table()}"
+        if self.passed:
+            verdict = "PASSED"
+        else:
+            verdict = f"FAILED ({len(self.failures)} rows, {len(self.unsupported)} unsupported)"
+        lines = [
+            f"parity of {self.export_dir} ({self.dtype}, spectral norm {self.spectral_norm}): "
+            f"{verdict}",
+            self.table(),
+        ]
+        lines += [
+            f"unsupported: {entry['runtime']} {entry['graph']}: {entry['reason']}"
+            for entry in self.unsupported
+        ]
+        return "\n".join(lines)
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -192,16 +206,18 @@ def check(
         for _, x, y in cases
     ]
     for name in names:
-        runtime, device = rt.parse_runtime(name)
-        forward = rt.load(forward_path, runtime, device)
-        inverse = rt.load(inverse_path, runtime, device)
+        forward = _load_or_note(report, name, forward_path)
+        inverse = _load_or_note(report, name, inverse_path)
         for (shape, x, y), (y_eager, inverse_eager, capped_eager) in zip(cases, expected):
-            started = time.perf_counter()
-            y_onnx = forward.run(x)
-            seconds = time.perf_counter() - started
-            report.rows.append(
-                _compare(name, "forward", shape, y_onnx, y_eager, tolerance, seconds)
-            )
+            if forward is not None:
+                started = time.perf_counter()
+                y_onnx = forward.run_all(x)["y"]
+                seconds = time.perf_counter() - started
+                report.rows.append(
+                    _compare(name, "forward", shape, y_onnx, y_eager, tolerance, seconds)
+                )
+            if inverse is None:
+                continue
 
             for direction, options, eager_outputs in (
                 ("inverse", {}, inverse_eager),
@@ -225,6 +241,15 @@ def check(
                 )
             )
     return report
+
+
+def _load_or_note(report: ParityReport, name: str, path: Path) -> rt.Session | None:
+    """The graph on runtime ``name``, or None after noting why the runtime cannot run it."""
+    try:
+        return rt.load(path, *rt.parse_runtime(name))
+    except UnsupportedModelError as error:
+        report.unsupported.append({"runtime": name, "graph": path.name, "reason": str(error)})
+        return None
 
 
 def _compare(

@@ -25,6 +25,7 @@ from .exporters import (
     ExportOptions,
     build_graphs,
     describe,
+    fixed_steps,
     with_solver_defaults,
 )
 from .files import atomic_directory, check_replaceable
@@ -67,8 +68,12 @@ def export(
     *,
     opset: int = DEFAULT_OPSET,
     spectral_norm: str = "loop",
-    steps_per_check: int = 1,
     validate: bool = True,
+    inverse: str = "loop",
+    functions: bool = False,
+    ort_format: bool = False,
+    steps_per_check: int = 1,
+    input_radius: float | None = None,
     runtimes: list[str] | None = None,
     batch_sizes: tuple[int, ...] | None = None,
     seed: int = 0,
@@ -79,7 +84,13 @@ def export(
     """Export an ``iResNet`` or ``iResNetBlock`` to the folder ``out_dir``.
 
     ``spectral_norm="loop"`` computes each σ in the graph by a power-iteration Loop from the raw
-    weights; ``"folded"`` bakes A′ into the initializers. With ``validate`` (the default) the graphs
+    weights; ``"folded"`` bakes A′ into the initializers. ``inverse="loop"`` solves each block by a
+    data-dependent fixed-point Loop; ``"fixed"`` by a gated Scan of a step count fixed at export
+    from the contraction bound (for inputs with ‖y‖₂ ≤ ``input_radius``; for runtimes without
+    Loop). ``functions=True`` keeps the graph's components as custom-domain ONNX functions (for
+    Netron); the default writes plain standard-domain nodes that every runtime loads.
+    ``ort_format=True`` also writes ``forward.ort`` / ``inverse.ort`` (onnxruntime's format for
+    mobile and minimal builds). ``steps_per_check=K`` makes the inverse Loop test every K steps. With ``validate`` (the default) the graphs
     are compared with eager PyTorch on fresh inputs (batch sizes 1, 7, 257 and leading dims) on
     ``runtimes`` (default onnxruntime CPU); a miss raises :class:`~iresnet_onnx.errors.ParityError`
     and leaves the previous ``out_dir`` as it was (the rejected export goes to
@@ -89,8 +100,9 @@ def export(
     the folder's checkpoint, so that the folder stays consistent); the model passed in is untouched.
     """
     options = ExportOptions(
-        opset=opset, spectral_norm=spectral_norm, steps_per_check=steps_per_check
-    )
+        opset=opset, spectral_norm=spectral_norm, steps_per_check=steps_per_check,
+        inverse=inverse, functions=functions, input_radius=input_radius,
+    )  # fmt: skip
     out_dir = Path(out_dir)
     check_replaceable(out_dir, MANIFEST_NAME)  # before any work; never someone else's folder
     validation_runtimes = runtimes or VALIDATION_RUNTIMES
@@ -114,6 +126,9 @@ def export(
         for kind, proto in graphs.items():
             paths[kind] = folder / f"{kind}.onnx"
             onnx.save(proto, str(paths[kind]))
+        if ort_format:
+            for kind in graphs:
+                paths[f"{kind}_ort"] = write_ort_format(paths[kind])
         paths["checkpoint"] = save_checkpoint(model, folder / CHECKPOINT_NAME)
         report = None
         if validate:
@@ -129,7 +144,11 @@ def export(
             "dtype": spec.dtype.name,
             "opset": options.opset,
             "spectral_norm": options.spectral_norm,
-            "steps_per_check": options.steps_per_check,
+            "inverse": options.inverse,
+            "functions": options.functions,
+            "steps_per_check": options.steps_per_check if options.inverse == "loop" else None,
+            "fixed_steps": list(fixed_steps(spec, input_radius)) if inverse == "fixed" else None,
+            "maxiter_cap": spec.maxiter_cap,
             "hp": spec.hp,
             "power_iteration": spec.power_iteration,
             "checkpoint": CHECKPOINT_NAME,
@@ -151,6 +170,22 @@ def export(
     final = {kind: out_dir / path.name for kind, path in paths.items()}
     final["manifest"] = out_dir / MANIFEST_NAME
     return ExportResult(out_dir, final, seconds, report, content)
+
+
+def write_ort_format(onnx_path: Path) -> Path:
+    """``forward.onnx`` → ``forward.ort``: onnxruntime's flatbuffer format for mobile and minimal
+    builds, written by onnxruntime itself. Basic graph optimisations only, so the file holds
+    standard ONNX ops (no contrib-op fusions a minimal build would have to include)."""
+    import onnxruntime as ort
+
+    target = onnx_path.with_suffix(".ort")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return target
 
 
 def _set_aside(folder: Path, out_dir: Path) -> Path:

@@ -12,6 +12,7 @@ from .config import (
     ExportOptions,
     ModelSpec,
     describe,
+    fixed_steps,
     with_solver_defaults,
 )
 from .convert import build_forward, build_inverse
@@ -25,6 +26,7 @@ __all__ = [
     "ModelSpec",
     "build_graphs",
     "describe",
+    "fixed_steps",
     "with_solver_defaults",
 ]
 

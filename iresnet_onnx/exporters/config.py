@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,27 +16,48 @@ from ..spectral import start_vector
 from .functions import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
 
 SPECTRAL_NORM_MODES = ("loop", "folded")
+INVERSE_MODES = ("loop", "fixed")
 SUPPORTED_OPSETS = range(17, 22)
 DEFAULT_OPSET = 18
+MAXITER_CAP_FACTOR = 10
+"""inverse.onnx clips a client's maxiter to this many times the model's (at least 1000)."""
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """How to export. ``spectral_norm``: "loop" computes σ in the graph from the raw weights by a
-    power-iteration Loop; "folded" bakes A′ into the initializers."""
+    """How to export.
+
+    ``spectral_norm``: "loop" computes σ in the graph from the raw weights by a power-iteration
+    Loop; "folded" bakes A′ into the initializers. ``inverse``: "loop", a data-dependent fixed-point
+    Loop; "fixed", a gated Scan whose step count per block is fixed at export from the contraction
+    bound (for runtimes without Loop). ``functions``: keep the components as custom-domain ONNX
+    functions (for reading in Netron) instead of plain standard-domain nodes.
+    """
 
     opset: int = DEFAULT_OPSET
     spectral_norm: str = "loop"
     steps_per_check: int = 1
     """Fixed-point steps per Loop iteration of inverse.onnx (the convergence test runs every K)."""
+    inverse: str = "loop"
+    functions: bool = False
+    input_radius: float | None = None
+    """``inverse="fixed"``: the largest ‖y‖₂ the fixed step counts are sized for (default √n + 5,
+    which N(0, I) latents exceed with probability < 1e-6)."""
 
     def __post_init__(self) -> None:
-        if self.spectral_norm not in SPECTRAL_NORM_MODES:
-            raise ValueError(
-                f"unknown spectral_norm mode {self.spectral_norm!r}; choose one of "
-                f"{', '.join(SPECTRAL_NORM_MODES)}"
-            )
+        for name, value, choices in (
+            ("spectral_norm", self.spectral_norm, SPECTRAL_NORM_MODES),
+            ("inverse", self.inverse, INVERSE_MODES),
+        ):
+            if value not in choices:
+                raise ValueError(
+                    f"unknown {name} mode {value!r}; choose one of {', '.join(choices)}"
+                )
+        if not isinstance(self.functions, bool):
+            raise ValueError(f"functions must be True or False, got {self.functions!r}")
+        if self.input_radius is not None and not 0 < self.input_radius < math.inf:
+            raise ValueError(f"input_radius must be a finite number > 0, got {self.input_radius!r}")
         if isinstance(self.opset, bool) or not isinstance(self.opset, int):
             raise ValueError(f"opset must be an int, got {self.opset!r}")
         if (
@@ -93,6 +115,15 @@ class ModelSpec:
     power_iteration: dict[str, Any]
     """The layers' shared power-iteration stopping rule: atol, rtol, maxiter."""
     hp: dict[str, Any]
+    lipschitz: tuple[float, ...]
+    """Per block, an upper bound of Lip(g) (float64, from the exact ‖A′‖ of its layers)."""
+    g_at_zero: tuple[float, ...]
+    """Per block, ‖g(0)‖₂: with Lip(g), it bounds ‖g(y)‖ for any y."""
+
+    @property
+    def maxiter_cap(self) -> int:
+        """The most steps a client may ask of inverse.onnx per block (maxiter is clipped to it)."""
+        return max(1000, MAXITER_CAP_FACTOR * self.maxiter)
 
     @property
     def nblocks(self) -> int:
@@ -118,6 +149,48 @@ def _steps(block: iResNetBlock) -> tuple[BottleneckStep, ...]:
                 raise ValueError(f"cannot export the bottleneck module {module!r} to ONNX")
             steps.append(ActivationStep(name))
     return tuple(steps)
+
+
+def fixed_steps(spec: ModelSpec, input_radius: float | None = None) -> tuple[int, ...]:
+    """Per block, the fixed-point steps that reach ``atol`` for every input with ‖y‖₂ ≤ R.
+
+    Banach: with L = Lip(g), the k-th change ‖x_k − x_{k−1}‖ ≤ L^{k−1}·‖x₁ − x₀‖ = L^{k−1}·‖g(y)‖,
+    and ‖g(y)‖ ≤ ‖g(0)‖ + L·‖y‖. The inverse's test is elementwise (max |Δx| ≤ atol + rtol|x|),
+    which the 2-norm bound implies, so k = 1 + ⌈log(atol / D) / log L⌉ steps suffice, with
+    D = ‖g(0)‖ + L·R. Blocks are inverted last to first, and x = y − g(x) gives
+    ‖x‖ ≤ (‖y‖ + ‖g(0)‖) / (1 − L): the radius grows from block to block. Capped at maxiter.
+    """
+    radius = input_radius if input_radius is not None else math.sqrt(spec.input_size) + 5.0
+    steps = [0] * spec.nblocks
+    for index in reversed(range(spec.nblocks)):
+        lip, g0 = spec.lipschitz[index], spec.g_at_zero[index]
+        distance = g0 + lip * radius
+        if distance <= spec.atol:
+            needed = 1
+        elif lip <= 0.0:
+            needed = 2  # g is constant: x₁ is exact, step 2 sees a zero change
+        else:
+            needed = 1 + math.ceil(math.log(spec.atol / distance) / math.log(lip))
+        steps[index] = max(1, min(needed, spec.maxiter))
+        radius = (radius + g0) / (1.0 - lip)
+    return tuple(steps)
+
+
+def _block_bounds(block: iResNetBlock) -> tuple[float, float]:
+    """(upper bound of Lip(g), ‖g(0)‖₂) of one block, in float64."""
+    weights = [
+        module.effective_weight().double()
+        for module in block.bottleneck
+        if isinstance(module, LinearContraction)
+    ]
+    if block.HP["variant"] == "lowrank":
+        # g = ϕ(W₁W₂x + …) with ϕ 1-Lipschitz elementwise: Lip(g) ≤ ‖W₁′W₂′‖₂ exactly
+        lipschitz = torch.linalg.matrix_norm(weights[1] @ weights[0], 2)
+    else:  # activations between the layers: the product of the norms
+        lipschitz = math.prod(float(torch.linalg.matrix_norm(w, 2)) for w in weights)
+    zero = torch.zeros(1, block.input_size, dtype=next(block.parameters()).dtype)
+    g0 = torch.linalg.vector_norm(block.bottleneck(zero).double())
+    return float(lipschitz), float(g0)
 
 
 def _layer(prefix: str, layer: LinearContraction, dtype: type) -> LayerSpec:
@@ -188,6 +261,7 @@ def describe(model: Any) -> ModelSpec:
                 )
                 for prefix, block in zip(prefixes, blocks)
             )
+            bounds = [_block_bounds(block) for block in blocks]
     finally:
         model.train(was_training)
     return ModelSpec(
@@ -201,6 +275,8 @@ def describe(model: Any) -> ModelSpec:
         rtol=rtol,
         power_iteration={"atol": power_atol, "rtol": power_rtol, "maxiter": power_maxiter},
         hp=_jsonable(model.HP),
+        lipschitz=tuple(lip for lip, _ in bounds),
+        g_at_zero=tuple(g0 for _, g0 in bounds),
     )
 
 

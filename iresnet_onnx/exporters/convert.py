@@ -1,10 +1,12 @@
 """How to export: assemble ``forward.onnx`` and ``inverse.onnx`` from a :class:`ModelSpec`.
 
 Both graphs start the same way. In loop mode the raw weights are initializers (named as in the
-state_dict); the weights of one shape are stacked in their tall form, one ``SpectralNorm`` call (one
-power-iteration Loop) measures all of them, and ``Contraction`` scales the stack to A′. The stacking
-only involves initializers, so onnxruntime folds it once at load time; the Loop runs at every call.
-In folded mode the initializers hold A′ (tall form) and none of that exists.
+state_dict); the weights of one shape are stacked in their tall form, one ``SpectralNorm`` (one
+power-iteration Loop) measures all of them, ``Contraction`` scales the stack to A′ and ``Gather``
+takes each layer's A′ out of it. The stacking only involves initializers, so onnxruntime folds it
+once at load time; the Loop runs at every call. In folded mode the initializers hold A′ (tall form)
+and none of that exists. (``Gather``, not ``Split``: onnx's version converter has no Split adapter
+below opset 18.)
 """
 
 import json
@@ -15,14 +17,15 @@ import onnx
 import onnx_ir as ir
 
 from .. import __version__
-from .builder import DOMAIN, INT64, Ops, typed_value
-from .config import ExportOptions, LayerSpec, ModelSpec
+from .builder import DOMAIN, INT64, Component, Ops, typed_value
+from .config import ExportOptions, LayerSpec, ModelSpec, fixed_steps
 from .functions import (
-    block_forward_function,
-    block_inverse_function,
-    bottleneck_function,
-    contraction_function,
-    spectral_norm_function,
+    block_forward_component,
+    block_inverse_component,
+    block_inverse_fixed_component,
+    bottleneck_component,
+    contraction_component,
+    spectral_norm_component,
 )
 
 _IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
@@ -30,21 +33,15 @@ _DTYPE = {np.dtype(np.float32): ir.DataType.FLOAT, np.dtype(np.float64): ir.Data
 
 
 class _ModelBuilder:
-    """Collects the main graph's nodes, initializers and the functions it calls."""
+    """Collects the main graph's nodes and initializers (and, with ``functions``, the functions)."""
 
     def __init__(self, spec: ModelSpec, options: ExportOptions):
         self.spec = spec
         self.options = options
         self.dtype = _DTYPE[spec.dtype]
-        self.ops = Ops(options.opset, self.dtype)
+        self.ops = Ops(options.opset, self.dtype, functions=options.functions)
         self.initializers: list[ir.Value] = []
-        self.functions: dict[str, ir.Function] = {}
-        bottleneck = bottleneck_function(options.opset, self.dtype, spec.steps)
-        self.bottleneck = self.use(bottleneck)
-
-    def use(self, function: ir.Function) -> ir.Function:
-        self.functions.setdefault(function.name, function)
-        return self.functions[function.name]
+        self.bottleneck = bottleneck_component(spec.steps)
 
     def initializer(self, name: str, array: np.ndarray, doc: str | None = None) -> ir.Value:
         # np.array(order="C"), not np.ascontiguousarray: the latter turns 0-d defaults into 1-d
@@ -87,23 +84,19 @@ class _ModelBuilder:
         }
 
     def _loop_weights(self) -> dict[str, ir.Value]:
-        ops, spec = self.ops, self.spec
+        spec = self.spec
         power = spec.power_iteration
-        spectral = self.use(
-            spectral_norm_function(
-                ops.opset, self.dtype, power["atol"], power["rtol"], power["maxiter"]
-            )
-        )
-        contraction = self.use(contraction_function(ops.opset, self.dtype))
+        contraction = contraction_component()
         groups: dict[tuple[int, int], list[LayerSpec]] = defaultdict(list)
         for layer in spec.layers:
             groups[layer.tall_shape].append(layer)
 
         weights: dict[str, ir.Value] = {}
         for group_index, ((rows, cols), layers) in enumerate(sorted(groups.items())):
+            ops = self.ops.scoped(f"spectral_norm.{group_index}")
             stack = ops.Concat(
                 *(
-                    ops.Unsqueeze(self._tall_raw_weight(layer), ops.const([0], INT64))
+                    ops.Unsqueeze(self._tall_raw_weight(ops, layer), ops.const([0], INT64))
                     for layer in layers
                 ),
                 axis=0,
@@ -117,27 +110,36 @@ class _ModelBuilder:
                 f"contraction_constants.{group_index}",
                 np.array([layer.c for layer in layers], spec.dtype).reshape(-1, 1, 1),
             )
-            sigma = ops.call(spectral, stack, vectors)
-            effective = ops.call(contraction, stack, sigma, c)
-            flat = ops.Reshape(effective, ops.const([len(layers) * rows, cols], INT64))
-            parts = ops.op_multi(
-                "Split", flat, ops.const([rows] * len(layers), INT64), outputs=len(layers), axis=0
+            spectral = spectral_norm_component(
+                len(layers), cols, power["atol"], power["rtol"], power["maxiter"]
             )
-            weights.update({layer.name: part for layer, part in zip(layers, parts)})
+            sigma = ops.invoke(spectral, stack, vectors)
+            effective = ops.invoke(contraction, stack, sigma, c)
+            for index, layer in enumerate(layers):
+                weight = ops.Gather(effective, ops.const(index, INT64), axis=0)
+                weight.type, weight.shape = ir.TensorType(self.dtype), ir.Shape([rows, cols])
+                weights[layer.name] = weight
         return weights
 
-    def _tall_raw_weight(self, layer: LayerSpec) -> ir.Value:
+    def _tall_raw_weight(self, ops: Ops, layer: LayerSpec) -> ir.Value:
         raw = self.initializer(f"{layer.name}.weight", layer.weight, "raw weight A (state_dict)")
-        return raw if layer.tall else self.ops.Transpose(raw, perm=[1, 0])
+        return raw if layer.tall else ops.Transpose(raw, perm=[1, 0])
 
-    def model(self, inputs: list[ir.Value], outputs: list[ir.Value], direction: str) -> ir.Model:
+    def model(
+        self,
+        inputs: list[ir.Value],
+        outputs: list[ir.Value],
+        direction: str,
+        metadata: dict[str, str] | None = None,
+    ) -> ir.Model:
         spec, options = self.spec, self.options
+        opsets = {"": options.opset, **({DOMAIN: 1} if options.functions else {})}
         graph = ir.Graph(
             inputs,
             outputs,
             nodes=self.ops.tape.nodes,
             initializers=self.initializers,
-            opset_imports={"": options.opset, DOMAIN: 1},
+            opset_imports=opsets,
             name=f"{spec.kind}_{direction}",
             doc_string=f"{spec.kind} {direction} pass, spectral norm {options.spectral_norm}",
         )
@@ -146,15 +148,15 @@ class _ModelBuilder:
             ir_version=_IR_VERSION[options.opset],
             producer_name="iresnet-onnx",
             producer_version=__version__,
-            functions=list(self.functions.values()),
+            functions=list(self.ops.registry.values()),
             metadata_props={
                 "iresnet_onnx.version": __version__,
                 "iresnet_onnx.direction": direction,
                 "iresnet_onnx.spectral_norm": options.spectral_norm,
-                "iresnet_onnx.steps_per_check": str(options.steps_per_check),
                 "iresnet_onnx.dtype": spec.dtype.name,
                 "iresnet_onnx.hp": spec.hp_json(),
                 "iresnet_onnx.power_iteration": json.dumps(spec.power_iteration, sort_keys=True),
+                **(metadata or {}),
             },
         )
 
@@ -168,11 +170,11 @@ def _batch_input(builder: _ModelBuilder, name: str, doc: str) -> ir.Value:
 def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     """``forward.onnx``: x[batch, n] → y[batch, n]."""
     builder = _ModelBuilder(spec, options)
-    forward = builder.use(block_forward_function(options.opset, builder.dtype, builder.bottleneck))
+    forward = block_forward_component(builder.bottleneck)
     x = _batch_input(builder, "x", "input, float[batch, n]; batch is dynamic")
     h = x
-    for parameters in builder.block_parameters():
-        h = builder.ops.call(forward, h, *parameters)
+    for index, parameters in enumerate(builder.block_parameters()):
+        h = builder.ops.invoke(forward, h, *parameters, scope=_block_scope(spec, index))
     y = h  # the last block's output is the graph output: no Identity node to run
     y.name, y.doc_string = "y", "output y = f(x), same shape as x"
     y.type, y.shape = ir.TensorType(builder.dtype), ir.Shape(["batch", spec.input_size])
@@ -183,16 +185,28 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     """``inverse.onnx``: y (+ optional maxiter, atol, rtol) → x, iterations, residual."""
     builder = _ModelBuilder(spec, options)
     ops = builder.ops
-    inverse = builder.use(
-        block_inverse_function(
-            options.opset, builder.dtype, builder.bottleneck, options.steps_per_check
+    cap = spec.maxiter_cap
+    if options.inverse == "fixed":
+        steps = fixed_steps(spec, options.input_radius)
+        inverses: list[Component] = [
+            block_inverse_fixed_component(builder.bottleneck, spec.input_size, k) for k in steps
+        ]
+        metadata = {"iresnet_onnx.inverse": "fixed", "iresnet_onnx.fixed_steps": json.dumps(steps)}
+    else:
+        component = block_inverse_component(
+            builder.bottleneck, spec.input_size, cap, options.steps_per_check
         )
-    )
+        inverses = [component] * spec.nblocks
+        metadata = {
+            "iresnet_onnx.inverse": "loop",
+            "iresnet_onnx.steps_per_check": str(options.steps_per_check),
+        }
+    metadata["iresnet_onnx.maxiter_cap"] = str(cap)
     y = _batch_input(builder, "y", "input, float[batch, n]; batch is dynamic")
     # Inputs with an initializer of the same name: optional, defaulting to the model's own values.
     maxiter = builder.initializer(
         "maxiter", np.array(spec.maxiter, np.int64),
-        f"optional: most fixed-point steps per block (default {spec.maxiter})",
+        f"optional: most fixed-point steps per block (default {spec.maxiter}; clipped to {cap})",
     )  # fmt: skip
     atol = builder.initializer(
         "atol", np.array(spec.atol, spec.dtype),
@@ -207,7 +221,10 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     x = y
     iterations, residuals = [None] * spec.nblocks, [None] * spec.nblocks
     for index in reversed(range(spec.nblocks)):
-        x, k, residual = ops.call(inverse, x, *parameters[index], maxiter, atol, rtol, outputs=3)
+        scope = _block_scope(spec, index)
+        x, k, residual = ops.invoke(
+            inverses[index], x, *parameters[index], maxiter, atol, rtol, scope=scope
+        )
         iterations[index] = ops.Unsqueeze(k, ops.const([0], INT64))
         residuals[index] = ops.Unsqueeze(residual, ops.const([0], INT64))
     iterations = ops.Concat(*iterations, axis=0)
@@ -216,9 +233,14 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
         (x, "x", builder.dtype, ["batch", spec.input_size], "x = f⁻¹(y), same shape as y"),
         (iterations, "iterations", INT64, [spec.nblocks], "fixed-point steps per block, block order"),
         (residual, "residual", builder.dtype, [spec.nblocks],
-         "final max(|Δx| − rtol·|x|) per block, block order; converged ⇔ residual ≤ atol"),
+         "final max(|Δx| − rtol·|x|) per block, block order; converged ⇔ residual ≤ atol "
+         "(NaN: not converged)"),
     ):  # fmt: skip
         value.name, value.doc_string = name, doc
         value.type, value.shape = ir.TensorType(dtype), ir.Shape(shape)
-    model = builder.model([y, maxiter, atol, rtol], [x, iterations, residual], "inverse")
+    model = builder.model([y, maxiter, atol, rtol], [x, iterations, residual], "inverse", metadata)
     return ir.serde.serialize_model(model)
+
+
+def _block_scope(spec: ModelSpec, index: int) -> str:
+    return f"blocks.{index}" if spec.kind == "iResNet" else "block"

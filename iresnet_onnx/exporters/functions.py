@@ -1,14 +1,16 @@
-"""The ONNX functions of an exported iResNet, written beside the math they compute.
+"""The components of an exported iResNet, written beside the math they compute.
 
-``SpectralNorm``  σ of a stack of matrices: one power-iteration ``Loop`` for all of them
-``Contraction``   A′ = A·min(c/σ, 1)
-``Bottleneck``    g(x), the block's ``nn.Sequential`` as Gemm and activation nodes
-``BlockForward``  y = x + g(x)
-``BlockInverse``  x = y − g(x) by a fixed-point ``Loop`` with a data-dependent stop
+``SpectralNorm``       σ of a stack of matrices: one power-iteration ``Loop`` for all of them
+``Contraction``        A′ = A·min(c/σ, 1)
+``Bottleneck``         g(x), the block's ``nn.Sequential`` as Gemm and activation nodes
+``BlockForward``       y = x + g(x)
+``BlockInverse``       x = y − g(x) by a fixed-point ``Loop`` with a data-dependent stop
+``BlockInverseFixed``  the same iteration as a gated ``Scan`` of a fixed number of steps (no Loop)
 
 Each mirrors an eager implementation line for line (``spectral.power_iteration``,
-``LinearContraction.effective_weight``, ``iResNetBlock.forward`` / ``inverse``), so eager and ONNX take
-the same number of iterations and agree to float precision.
+``LinearContraction.effective_weight``, ``iResNetBlock.forward`` / ``_fixed_point``), so eager and
+ONNX take the same number of iterations and agree to float precision. A component is written once
+and emitted inline (the default) or as an ONNX function (see :mod:`.builder`).
 """
 
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from .builder import BOOL, INT64, Ops, make_function
+from .builder import BOOL, INT64, Component, Ops
 
 # torch.nn activation (by class name) → ONNX: (op type, attributes, extra constant inputs)
 ACTIVATION_OPS: dict[str, tuple[str, dict, tuple[float, ...]]] = {
@@ -51,14 +53,17 @@ class ActivationStep:
 BottleneckStep = LinearStep | ActivationStep
 
 
-def spectral_norm_function(
-    opset: int, dtype: ir.DataType, atol: float, rtol: float, maxiter: int
-) -> ir.Function:
-    """``SpectralNorm(T[L,M,N], x0[L,N]) -> σ[L,1,1]`` for tall matrices T.
+def spectral_norm_component(
+    layers: int, size: int, atol: float, rtol: float, maxiter: int
+) -> Component:
+    """``SpectralNorm(T[L,M,N], x0[L,N]) -> σ[L,1,1]`` for ``layers`` tall matrices T (N = size).
 
     The algorithm of ``spectral.power_iteration``, batched: every layer stops on its own test (a
-    converged layer's iterate is frozen by ``Where``), the Loop stops when none is left, and the test
-    runs before the first update, so a converged warm start costs zero iterations.
+    converged layer's iterate is frozen by ``Where``), the Loop stops when none is left. The test
+    runs before the first update, so a converged warm start costs zero updates. The Loop starts
+    with a constant true condition, not with that test: a start condition computed from
+    initializers alone is constant-folded by OpenVINO, whose Loop shape inference then gives the
+    carried values a leading dimension of 0. An all-converged first pass updates nothing.
     """
 
     def body(ops: Ops, T: ir.Value, x0: ir.Value) -> ir.Value:
@@ -78,9 +83,6 @@ def spectral_norm_function(
             excess = ops.Sub(residual, ops.Add(ops.Mul(rtol_, lam), atol_))
             return lam, z, excess
 
-        def any_active(ops: Ops, excess: ir.Value) -> ir.Value:
-            return ops.Greater(ops.reduce("ReduceMax", excess, None, keepdims=0), zero)
-
         x = ops.Unsqueeze(x0, ops.const([-1], INT64))
         x = ops.Div(x, ops.reduce("ReduceL2", x, [1], keepdims=1))
         lam, z, excess = evaluate(ops, x)
@@ -89,32 +91,39 @@ def spectral_norm_function(
             active = inner.Greater(excess, zero)
             x = inner.Where(active, inner.Div(z, inner.reduce("ReduceL2", z, [1], keepdims=1)), x)
             lam, z, excess = evaluate(inner, x)
-            return any_active(inner, excess), [x, z, lam, excess]
+            keep_going = inner.Greater(inner.reduce("ReduceMax", excess, None, keepdims=0), zero)
+            return keep_going, [x, z, lam, excess]
 
+        dtype = ops.dtype
         _, _, lam, _ = ops.loop(
             "power_iteration",
             ops.const(maxiter, INT64),
-            any_active(ops, excess),
-            {"x": x, "z": z, "lam": lam, "excess": excess},
+            ops.const(True, BOOL),
+            {
+                "x": (x, dtype, [layers, size, 1]),
+                "z": (z, dtype, [layers, size, 1]),
+                "lam": (lam, dtype, [layers, 1, 1]),
+                "excess": (excess, dtype, [layers, 1, 1]),
+            },
             iterate,
         )
         return ops.Mul(scale, ops.Sqrt(lam))
 
-    return make_function(
-        "SpectralNorm", opset, dtype, ["T", "x0"], body,
+    return Component(
+        "SpectralNorm", ("T", "x0"), body,
         doc="σ = ‖T‖₂ of a stack of tall matrices by power iteration on T̂ᵀT̂, T̂ = T/max|T|; "
         f"stops when ‖T̂ᵀT̂x − λx‖ ≤ {rtol:g}·λ + {atol:g} or after {maxiter} updates.",
     )  # fmt: skip
 
 
-def contraction_function(opset: int, dtype: ir.DataType) -> ir.Function:
+def contraction_component() -> Component:
     """``Contraction(A, σ, c) -> A·min(c/σ, 1)`` (broadcasting over a stack)."""
 
     def body(ops: Ops, A: ir.Value, sigma: ir.Value, c: ir.Value) -> ir.Value:
         return ops.Mul(A, ops.Min(ops.Div(c, sigma), ops.const(1.0)))
 
-    return make_function(
-        "Contraction", opset, dtype, ["A", "sigma", "c"], body,
+    return Component(
+        "Contraction", ("A", "sigma", "c"), body,
         doc="A′ = A·min(c/σ, 1): the weight of a LinearContraction, ‖A′‖₂ ≤ c.",
     )  # fmt: skip
 
@@ -135,9 +144,7 @@ def bottleneck_inputs(steps: Sequence[BottleneckStep]) -> list[str]:
     return names
 
 
-def bottleneck_function(
-    opset: int, dtype: ir.DataType, steps: Sequence[BottleneckStep]
-) -> ir.Function:
+def bottleneck_component(steps: Sequence[BottleneckStep]) -> Component:
     """``Bottleneck(x, weight0, bias0, …) -> g(x)``: the block's ``nn.Sequential``, step by step."""
 
     def body(ops: Ops, x: ir.Value, *parameters: ir.Value) -> ir.Value:
@@ -151,45 +158,43 @@ def bottleneck_function(
                 x = _activation(ops, step.name, x)
         return x
 
-    return make_function(
-        "Bottleneck", opset, dtype, ["x", *bottleneck_inputs(steps)], body,
+    return Component(
+        "Bottleneck", ("x", *bottleneck_inputs(steps)), body,
         doc="g(x): the residual branch of an iResNet block, Lip(g) < 1.",
     )  # fmt: skip
 
 
-def block_forward_function(opset: int, dtype: ir.DataType, bottleneck: ir.Function) -> ir.Function:
+def block_forward_component(bottleneck: Component) -> Component:
     """``BlockForward(x, parameters…) -> x + g(x)``."""
-    parameter_names = [value.name for value in bottleneck.inputs[1:]]
 
     def body(ops: Ops, x: ir.Value, *parameters: ir.Value) -> ir.Value:
-        return ops.Add(x, ops.call(bottleneck, x, *parameters))
+        return ops.Add(x, ops.invoke(bottleneck, x, *parameters))
 
-    return make_function(
-        "BlockForward", opset, dtype, ["x", *parameter_names], body, doc="y = x + g(x)."
-    )
+    return Component("BlockForward", ("x", *bottleneck.inputs[1:]), body, doc="y = x + g(x).")
 
 
-def block_inverse_function(
-    opset: int, dtype: ir.DataType, bottleneck: ir.Function, steps_per_check: int = 1
-) -> ir.Function:
+def block_inverse_component(
+    bottleneck: Component, width: int, maxiter_cap: int, steps_per_check: int = 1
+) -> Component:
     """``BlockInverse(y, parameters…, maxiter, atol, rtol) -> (x, iterations, residual)``.
 
     x₀ = y, x_{k+1} = y − g(x_k) while ``residual = max(|x_{k+1} − x_k| − rtol·|x_k|) > atol`` and
-    k < maxiter: one ReduceMax and one Greater decide, the cheap form of "every element converged".
+    k < maxiter: one ReduceMax and one Greater decide, the cheap form of "every element converged";
+    a NaN residual compares false and stops (it is reported, never "converged"). maxiter is clipped
+    to ``maxiter_cap``, so no input a client passes makes a call run longer.
 
     With ``steps_per_check = K > 1`` each Loop iteration takes K steps and tests only the last, which
     spreads the Loop's per-iteration cost over K steps. A block then stops at the first multiple of K
     at or after the step where eager stops (so up to K − 1 extra steps, each closer to the fixed
     point), maxiter is rounded up to a multiple of K, and ``iterations`` counts the steps really taken.
     """
-    parameter_names = [value.name for value in bottleneck.inputs[1:]]
 
     def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
         *parameters, maxiter, atol, rtol = rest
 
         def step(inner: Ops, x, residual, k):
             for _ in range(steps_per_check):
-                x, x_previous = inner.Sub(y, inner.call(bottleneck, x, *parameters)), x
+                x, x_previous = inner.Sub(y, inner.invoke(bottleneck, x, *parameters)), x
             change = inner.Abs(inner.Sub(x, x_previous))
             residual = inner.reduce(
                 "ReduceMax",
@@ -200,20 +205,82 @@ def block_inverse_function(
             k = inner.Add(k, inner.const(steps_per_check, INT64))
             return inner.Greater(residual, atol), [x, residual, k]
 
-        trip_count = maxiter
+        trip_count = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
         if steps_per_check > 1:
             K = ops.const(steps_per_check, INT64)
-            trip_count = ops.Div(ops.Add(maxiter, ops.Sub(K, ops.const(1, INT64))), K)
+            trip_count = ops.Div(ops.Add(trip_count, ops.Sub(K, ops.const(1, INT64))), K)
+        dtype = ops.dtype
         x, residual, k = ops.loop(
             "fixed_point",
             trip_count,
             ops.const(True, BOOL),
-            {"x": y, "residual": ops.const(np.inf), "k": ops.const(0, INT64)},
+            {
+                "x": (y, dtype, ["batch", width]),
+                "residual": (ops.const(np.inf), dtype, []),
+                "k": (ops.const(0, INT64), INT64, []),
+            },
             step,
         )
         return x, k, residual
 
-    return make_function(
-        "BlockInverse", opset, dtype, ["y", *parameter_names, "maxiter", "atol", "rtol"], body,
+    return Component(
+        "BlockInverse", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"), body,
         doc="x with x + g(x) = y, by Banach fixed-point iteration; also the step count and residual.",
+        outputs=3,
+    )  # fmt: skip
+
+
+def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int) -> Component:
+    """``BlockInverseFixed`` — :func:`block_inverse_component`'s interface and stopping rule, as a
+    ``Scan`` of exactly ``steps`` steps (fixed at export) for runtimes without ``Loop``.
+
+    Each step is gated: once the residual is ≤ atol (or NaN), or k = maxiter, ``Where`` keeps x,
+    the residual and k as they were, so the outputs are those of the step where the Loop would have
+    stopped. A block that needs more than ``steps`` steps ends with residual > atol, as a Loop
+    capped at ``steps`` would.
+    """
+
+    def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        *parameters, maxiter, atol, rtol = rest
+        dtype = ops.dtype
+
+        def step(inner: Ops, tick, x, residual, k, y, maxiter, atol, rtol, *parameters):
+            # while running, the step index equals k; the body must read it (OpenVINO runs a Scan
+            # whose scan input is unused only once)
+            running = inner.And(inner.Less(tick, maxiter), inner.Greater(residual, atol))
+            x_next = inner.Sub(y, inner.invoke(bottleneck, x, *parameters))
+            change = inner.Abs(inner.Sub(x_next, x))
+            step_residual = inner.reduce(
+                "ReduceMax", inner.Sub(change, inner.Mul(rtol, inner.Abs(x))), None, keepdims=0
+            )
+            return [
+                inner.Where(running, x_next, x),
+                inner.Where(running, step_residual, residual),
+                inner.Where(running, inner.Add(k, inner.const(1, INT64)), k),
+                *(inner.Identity(value) for value in (y, maxiter, atol, rtol, *parameters)),
+            ]
+
+        state = {
+            "x": (y, dtype, ["batch", width]),
+            "residual": (ops.const(np.inf), dtype, []),
+            "k": (ops.const(0, INT64), INT64, []),
+            "y": (y, dtype, ["batch", width]),
+            "maxiter": (maxiter, INT64, []),
+            "atol": (atol, dtype, []),
+            "rtol": (rtol, dtype, []),
+        }
+        for name, parameter in zip(bottleneck.inputs[1:], parameters):
+            # the rank is all a function body knows; inline, the value carries its shape
+            rank = 2 if name.startswith("weight") else 1
+            shape = [None] * rank if parameter.shape is None else list(parameter.shape)
+            state[name] = (parameter, dtype, shape)
+        x, residual, k, *_ = ops.gated_scan("fixed_steps", steps, state, step)
+        return x, k, residual
+
+    return Component(
+        f"BlockInverseFixed{steps}", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"),
+        body,
+        doc=f"x with x + g(x) = y by {steps} gated fixed-point steps (no Loop); also the step "
+        "count and residual.",
+        outputs=3,
     )  # fmt: skip

@@ -1,7 +1,8 @@
 """One interface for every runtime: ``load(path, runtime, device) -> Session``, ``available()``.
 
-Runtimes: ``onnxruntime`` (cpu, cuda, tensorrt), ``reference`` (``onnx.reference``, cpu) and ``torch``
-(the eager model from the export's checkpoint, cpu or cuda). ``available()`` lists the
+Runtimes: ``onnxruntime`` (cpu, cuda, tensorrt; ``.onnx`` and ``.ort`` files), ``openvino`` (cpu),
+``tract`` (cpu; graphs without Loop), ``reference`` (``onnx.reference``, cpu) and ``torch`` (the
+eager model from the export's checkpoint, cpu or cuda). ``available()`` lists the
 ``"runtime:device"`` pairs that really run here; asking for anything else raises
 :class:`RuntimeUnavailableError` with that list — never a silent fallback.
 
@@ -29,7 +30,7 @@ __all__ = [
     "require",
 ]
 
-RUNTIMES = ("onnxruntime", "reference", "torch")
+RUNTIMES = ("onnxruntime", "openvino", "tract", "reference", "torch")
 
 
 def _installed(module: str) -> bool:
@@ -61,6 +62,9 @@ def devices(runtime: str) -> tuple[str, ...]:
         return ("cpu",) if _installed("onnx") else ()
     if runtime == "torch":
         return _torch_devices()
+    if runtime in ("openvino", "tract") and _installed(runtime):
+        adapter = importlib.import_module(f".{runtime}", __name__)
+        return adapter.available_devices()
     return ()
 
 
@@ -98,8 +102,9 @@ def load(
     exactly as :func:`available` lists it).
 
     ``options`` go to the adapter: onnxruntime takes ``threads``, ``optimization_level``,
-    ``profile_prefix``, ``log_severity``, ``prepacking``, ``device_id``; torch takes ``checkpoint``
-    (default: ``model.pt`` beside the graph).
+    ``profile_prefix``, ``log_severity``, ``prepacking``, ``device_id``; openvino ``threads``; torch
+    ``checkpoint`` (default: ``model.pt`` beside the graph). A valid graph that the runtime cannot
+    run is an :class:`~iresnet_onnx.errors.UnsupportedModelError` that says why.
     """
     runtime, device = parse_runtime(runtime, device)
     require(runtime, device)
@@ -107,6 +112,14 @@ def load(
         from .ort import OnnxRuntimeSession
 
         return OnnxRuntimeSession(path, device, **options)
+    if runtime == "openvino":
+        from .openvino import OpenVinoSession
+
+        return OpenVinoSession(path, device, **options)
+    if runtime == "tract":
+        from .tract import TractSession
+
+        return TractSession(path, device, **options)
     if runtime == "reference":
         from .reference import ReferenceSession
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConvergenceWarning, InvalidModelError
-from ..solver import SOLVER_SETTINGS, check_solver_options
+from ..solver import MAXITER_LIMIT, SOLVER_SETTINGS, check_solver_options
 
 GRAPHS = {
     # graph kind → (input name, main output name)
@@ -41,6 +41,10 @@ class ModelInfo:
     hp: dict[str, Any] = field(repr=False)
     steps_per_check: int = 1
     """Fixed-point steps per convergence test in an inverse graph (1: eager's exact stopping step)."""
+    inverse: str = "loop"
+    """How an inverse graph iterates: "loop" (data-dependent Loop) or "fixed" (gated Scan)."""
+    maxiter_cap: int = MAXITER_LIMIT
+    """The most steps per block the graph runs, whatever maxiter a client passes."""
 
     @property
     def atol(self) -> float:
@@ -62,6 +66,7 @@ def metadata_info(path: Path, metadata: dict[str, str], input_width: int) -> Mod
         hp = json.loads(metadata["iresnet_onnx.hp"])
         dtype = np.dtype(metadata["iresnet_onnx.dtype"])
         steps = int(metadata.get("iresnet_onnx.steps_per_check", "1"))
+        cap = int(metadata.get("iresnet_onnx.maxiter_cap", str(MAXITER_LIMIT)))
     except (KeyError, ValueError, TypeError) as error:
         raise InvalidModelError(
             f"ONNX file {path}: incomplete iresnet-onnx metadata ({error!r})"
@@ -77,6 +82,8 @@ def metadata_info(path: Path, metadata: dict[str, str], input_width: int) -> Mod
         spectral_norm=metadata.get("iresnet_onnx.spectral_norm", "unknown"),
         hp=hp,
         steps_per_check=steps,
+        inverse=metadata.get("iresnet_onnx.inverse", "loop"),
+        maxiter_cap=cap,
     )
 
 
@@ -100,12 +107,34 @@ def read_model(path: str | Path) -> tuple[Any, ModelInfo]:
     return proto, metadata_info(path, metadata, width)
 
 
+def inputs_with_defaults(proto: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """The graph with its initializer-backed inputs (``maxiter``, ``atol``, ``rtol``) made plain
+    required inputs, and their default values.
+
+    ONNX gives an input a default through an initializer of the same name; onnxruntime honours
+    it, but OpenVINO and tract fold such inputs into constants (they can no longer be fed).
+    Their adapters take the graph in this form and feed the defaults themselves.
+    """
+    from onnx import numpy_helper
+
+    inputs = {value.name for value in proto.graph.input}
+    defaults = {
+        init.name: numpy_helper.to_array(init)
+        for init in proto.graph.initializer
+        if init.name in inputs
+    }
+    kept = [init for init in proto.graph.initializer if init.name not in defaults]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    return proto, defaults
+
+
 def check_solver_inputs(
-    direction: str, solver: dict[str, Any], dtype: np.dtype | None = None
+    direction: str, solver: dict[str, Any], dtype: np.dtype | None = None, cap: int | None = None
 ) -> dict[str, Any]:
     """The solver inputs that were given (None dropped), after checking them: ``ValueError`` for
-    solver inputs to a forward graph, unknown names, bad values, or tolerances that ``dtype``
-    (the graph's float type) cannot hold."""
+    solver inputs to a forward graph, unknown names, bad values, tolerances that ``dtype`` (the
+    graph's float type) cannot hold, or a maxiter above the graph's ``cap``."""
     given = {name: value for name, value in solver.items() if value is not None}
     if not given:
         return given
@@ -117,6 +146,11 @@ def check_solver_inputs(
             f"unknown solver inputs {sorted(unknown)}; known: {', '.join(SOLVER_SETTINGS)}"
         )
     check_solver_options(given.get("maxiter"), given.get("atol"), given.get("rtol"), "solver input")
+    if cap is not None and given.get("maxiter", 0) > cap:
+        raise ValueError(
+            f"solver input maxiter={given['maxiter']} is above this graph's cap of {cap} steps "
+            "per block (set at export)"
+        )
     if dtype is not None:
         largest = float(np.finfo(dtype).max)
         for name in ("atol", "rtol"):
@@ -214,7 +248,7 @@ class Session(ABC):
         ``solver`` (inverse only): ``maxiter``, ``atol``, ``rtol`` overriding the model's defaults.
         """
         batch, leading = self._prepare(array)
-        solver = check_solver_inputs(self.direction, solver, self.info.dtype)
+        solver = check_solver_inputs(self.direction, solver, self.info.dtype, self.info.maxiter_cap)
         if batch.shape[0] == 0:
             outputs = {self.main_output: np.empty_like(self._numpy(batch))}
             if self.direction == "inverse":

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError, RuntimeUnavailableError
-from .base import Session, check_solver_inputs, read_model, torch_tensor_type
+from .base import Session, check_solver_inputs, metadata_info, read_model, torch_tensor_type
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -98,6 +98,15 @@ def session_options(
     return options
 
 
+def _open(ort: Any, path: Path, model: str | bytes, settings: Any, providers: list[Any]) -> Any:
+    if not path.is_file():
+        raise InvalidModelError(f"ONNX file {path}: no such file")
+    try:
+        return ort.InferenceSession(model, settings, providers=providers)
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
+        raise InvalidModelError(f"onnxruntime cannot load {path}: {error}") from error
+
+
 class OnnxRuntimeSession(Session):
     """An exported graph on onnxruntime. Options: ``threads``, ``optimization_level``,
     ``profile_prefix`` (enables onnxruntime's profiler), ``log_severity``, ``prepacking``.
@@ -114,26 +123,29 @@ class OnnxRuntimeSession(Session):
     ):
         import onnxruntime as ort
 
-        proto, info = read_model(path)
-        super().__init__(info)
         if device not in PROVIDERS:
             raise RuntimeUnavailableError(
                 f"onnxruntime has no device {device!r}; use cpu, cuda or tensorrt"
             )
+        path = Path(path)
         self.device = device
         self.device_id = int(device_id)
-        options.setdefault("prepacking", info.direction == "forward")
-        settings = session_options(**options)  # a bad option is the caller's error, not the file's
         providers: list[Any] = [
             (name, {"device_id": self.device_id}) if name != "CPUExecutionProvider" else name
             for name in PROVIDERS[device]
         ]
-        try:
-            self.session = ort.InferenceSession(
-                proto.SerializeToString(), settings, providers=providers
-            )
-        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
-            raise InvalidModelError(f"onnxruntime cannot load {info.path}: {error}") from error
+        if path.suffix == ".ort":  # onnxruntime's own format: its session holds the metadata
+            settings = session_options(**options)
+            self.session = _open(ort, path, str(path), settings, providers)
+            metadata = self.session.get_modelmeta().custom_metadata_map
+            width = self.session.get_inputs()[0].shape[1]
+            info = metadata_info(path, metadata, width if isinstance(width, int) else 0)
+        else:
+            proto, info = read_model(path)
+            options.setdefault("prepacking", info.direction == "forward")
+            settings = session_options(**options)  # a bad option is the caller's error
+            self.session = _open(ort, path, proto.SerializeToString(), settings, providers)
+        super().__init__(info)
         wanted = PROVIDERS[device][0]
         if wanted not in self.session.get_providers():
             raise RuntimeUnavailableError(
@@ -176,7 +188,7 @@ class OnnxRuntimeSession(Session):
         if self.device == "cpu" or not isinstance(tensor, torch.Tensor) or not tensor.is_cuda:
             raise ValueError("run_torch needs a CUDA session and a torch CUDA tensor")
         batch, leading = self._prepare(tensor)
-        given = check_solver_inputs(self.direction, solver, self.info.dtype)
+        given = check_solver_inputs(self.direction, solver, self.info.dtype, self.info.maxiter_cap)
         outputs = self._run_bound(batch, self.solver_feeds(given))
         main = self.main_output
         outputs[main] = outputs[main].reshape(*leading, self.info.input_size)
