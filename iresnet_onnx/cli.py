@@ -188,10 +188,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint)
     options = {
         key: getattr(args, key)
-        for key in ("opset", "spectral_norm", "steps_per_check", "maxiter", "atol", "rtol")
+        for key in (
+            "opset",
+            "spectral_norm",
+            "inverse",
+            "steps_per_check",
+            "input_radius",
+            "maxiter",
+            "atol",
+            "rtol",
+        )
         if getattr(args, key) is not None
     }  # unset flags keep export()'s defaults
-    result = export(model, args.out, validate=not args.no_validate, **options)
+    result = export(
+        model, args.out, validate=not args.no_validate, functions=args.functions,
+        ort_format=args.ort_format, runtimes=args.runtime, **options,
+    )  # fmt: skip
     print(f"exported {args.checkpoint} in {result.seconds:.2f} s:")
     for name, path in result.paths.items():
         print(f"  {name:<10} {path}")
@@ -222,6 +234,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         sizes = {"batch_sizes": args.batch_sizes} if args.batch_sizes else {}
         report = parity.check(model, folder, runtimes=args.runtime, **sizes)
         problems += [row.describe() for row in report.failures]
+        if report.unsupported and not problems:
+            first = report.unsupported[0]
+            raise ValueError(f"{first['runtime']} cannot run {first['graph']}: {first['reason']}")
     except (InvalidModelError, CheckpointError) as error:
         if not bad_hashes:
             raise  # a file that never matched the manifest's hashes is bad input (exit 2)
@@ -344,6 +359,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--spectral-norm", dest="spectral_norm",
         help="loop (σ computed in the graph, the default) or folded (A′ baked into the weights)",
+    )  # fmt: skip
+    export.add_argument(
+        "--inverse",
+        help="loop (a data-dependent fixed-point Loop, the default) or fixed (a Scan of a step count "
+        "fixed at export, for runtimes without Loop such as tract)",
+    )
+    export.add_argument(
+        "--input-radius", type=positive_float, dest="input_radius",
+        help="--inverse fixed: the largest ‖y‖₂ the step counts are sized for (default √n + 5)",
+    )  # fmt: skip
+    export.add_argument(
+        "--functions", action="store_true",
+        help="keep the graph's parts as custom-domain ONNX functions (for Netron); the default "
+        "writes plain nodes that every runtime loads",
+    )  # fmt: skip
+    export.add_argument(
+        "--ort-format", action="store_true", dest="ort_format",
+        help="also write forward.ort / inverse.ort (onnxruntime's mobile/minimal-build format)",
+    )  # fmt: skip
+    export.add_argument(
+        "--runtime", type=runtime_list,
+        help="validate on these runtimes (default onnxruntime:cpu), e.g. onnxruntime:cpu,openvino:cpu",
     )  # fmt: skip
     export.add_argument(
         "--steps-per-check", type=positive_int, dest="steps_per_check",

@@ -26,8 +26,11 @@ def _walk(nodes: Any, where: str, ops: Counter, loops: list[dict[str, Any]]) -> 
     for node in nodes:
         ops[node.op_type if not node.domain else f"{node.domain}.{node.op_type}"] += 1
         for graph in _subgraphs(node):
-            if node.op_type == "Loop":
-                loops.append({"where": where, "body": graph.name, "body_nodes": len(graph.node)})
+            if node.op_type in ("Loop", "Scan"):
+                loops.append({
+                    "op": node.op_type, "where": where, "node": node.name,
+                    "body": graph.name, "body_nodes": len(graph.node),
+                })  # fmt: skip
             _walk(graph.node, f"{where} › {graph.name}", ops, loops)
 
 
@@ -102,15 +105,18 @@ def render(info: dict[str, Any]) -> str:
         lines += [
             "",
             f"{name}: IR {graph['ir_version']}, opsets {opsets}, "
-            f"spectral norm {meta.get('iresnet_onnx.spectral_norm', '?')}, {meta.get('iresnet_onnx.dtype', '?')}",
+            f"spectral norm {meta.get('iresnet_onnx.spectral_norm', '?')}, "
+            f"{_inverse_mode(meta)}{meta.get('iresnet_onnx.dtype', '?')}",
             "  inputs:",
             *(f"    {v['name']}: {v['dtype']}{_shape(v)}{' (optional)' if v['optional'] else ''}"
               for v in graph["inputs"]),
             "  outputs:",
             *(f"    {v['name']}: {v['dtype']}{_shape(v)}" for v in graph["outputs"]),
-            f"  functions: {', '.join(graph['functions'])}",
-            f"  Loop nodes: {len(graph['loops'])}",
-            *(f"    in {loop['where']}: body {loop['body']} ({loop['body_nodes']} nodes)" for loop in graph["loops"]),
+            f"  functions: {', '.join(graph['functions']) or 'none (plain standard-domain nodes)'}",
+            f"  Loop nodes: {sum(loop['op'] == 'Loop' for loop in graph['loops'])}, Scan nodes: "
+            f"{sum(loop['op'] == 'Scan' for loop in graph['loops'])}",
+            *(f"    {loop['op']} {loop['node'] or '(unnamed)'} in {loop['where']}: body {loop['body']} "
+              f"({loop['body_nodes']} nodes)" for loop in graph["loops"]),
             f"  nodes: {graph['nodes']} (functions and Loop bodies included)",
             f"  initializers: {graph['initializers']} ({graph['initializer_bytes']:,} bytes)",
         ]  # fmt: skip
@@ -122,7 +128,8 @@ def render(info: dict[str, Any]) -> str:
             "",
             f"manifest: iresnet-onnx {versions.get('iresnet-onnx', '?')}, {get('kind', '?')} "
             f"n={get('input_size', '?')} nblocks={get('nblocks', '?')}, opset {get('opset', '?')}, "
-            f"spectral norm {get('spectral_norm', '?')}, steps per check {get('steps_per_check', 1)}",
+            f"spectral norm {get('spectral_norm', '?')}, inverse {get('inverse', 'loop')}, "
+            f"maxiter cap {get('maxiter_cap', '?')}",
             f"  exported in {get('export_seconds', '?')} s with torch {versions.get('torch', '?')}, "
             f"onnx {versions.get('onnx', '?')}, onnxruntime {versions.get('onnxruntime', '-')}",
             f"  validation: {_validation(get('validation'))}",
@@ -131,6 +138,14 @@ def render(info: dict[str, Any]) -> str:
               for name, entry in manifest["files"].items()),
         ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _inverse_mode(meta: dict[str, str]) -> str:
+    if meta.get("iresnet_onnx.direction") != "inverse":
+        return ""
+    if meta.get("iresnet_onnx.inverse") == "fixed":
+        return f"inverse fixed, steps per block {meta.get('iresnet_onnx.fixed_steps', '?')}, "
+    return f"inverse loop, steps per check {meta.get('iresnet_onnx.steps_per_check', '1')}, "
 
 
 def _size(entry: dict[str, Any]) -> str:

@@ -230,12 +230,14 @@ def test_export_with_solver_defaults_and_folded(cli, checkpoint, tmp_path):
 def test_inspect_folder_and_file(cli, export_dir):
     result = cli("inspect", export_dir)
     assert result.returncode == 0, result.stderr
-    assert "Loop nodes: 1" in result.stdout  # forward: the power iteration
-    assert "in function iresnet_onnx.BlockInverse: body fixed_point" in result.stdout
+    assert "Loop nodes: 1, Scan nodes: 0" in result.stdout  # forward: the power iteration
+    assert (
+        "Loop blocks.1/BlockInverse/Loop_" in result.stdout and "body fixed_point" in result.stdout
+    )
     assert "maxiter: int64[] (optional)" in result.stdout
     assert "model.pt: sha256" in result.stdout and "validation: passed" in result.stdout
     as_json = json.loads(cli("inspect", export_dir / "inverse.onnx", "--json").stdout)
-    assert as_json["graphs"]["inverse.onnx"]["op_counts"]["Loop"] == 2
+    assert as_json["graphs"]["inverse.onnx"]["op_counts"]["Loop"] == 1 + 2  # power + per block
 
 
 def test_bench_json(cli, export_dir):

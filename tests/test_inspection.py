@@ -10,11 +10,16 @@ def test_folder_and_file(exported):
     assert set(info["graphs"]) == {"forward.onnx", "inverse.onnx"}
     assert info["hashes"] == {"forward.onnx": "ok", "inverse.onnx": "ok", "model.pt": "ok"}
     forward = info["graphs"]["forward.onnx"]
-    # one Loop node, in the SpectralNorm function, called once per weight shape (mlp: two shapes)
-    assert [loop["body"] for loop in forward["loops"]] == ["power_iteration"]
-    assert forward["op_counts"]["iresnet_onnx.SpectralNorm"] == 2
+    # one power-iteration Loop per weight shape (mlp: two shapes), inline, named by where it is
+    loops = forward["loops"]
+    assert [loop["body"] for loop in loops] == ["power_iteration", "power_iteration"]
+    assert [loop["node"].split("/")[:2] for loop in loops] == [
+        ["spectral_norm.0", "SpectralNorm"], ["spectral_norm.1", "SpectralNorm"]
+    ]  # fmt: skip
+    assert forward["functions"] == [] and not any("." in op for op in forward["op_counts"])
     text = render(info)
-    assert "Loop nodes: 1" in text and "spectral norm loop" in text and "validation: passed" in text
+    assert "Loop nodes: 2" in text and "spectral norm loop" in text and "validation: passed" in text
+    assert "functions: none (plain standard-domain nodes)" in text
     single = inspect_path(result.inverse)
     assert list(single["graphs"]) == ["inverse.onnx"] and "manifest" not in single
     assert "x: float32[batch, 6]" in render(single)

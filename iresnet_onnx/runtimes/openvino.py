@@ -51,7 +51,9 @@ class OpenVinoSession(Session):
                 self.compiled = core.compile_model(core.read_model(str(edited)), "CPU", config)
         except Exception as error:  # OpenVINO raises its own RuntimeError/GeneralFailure
             raise InvalidModelError(f"OpenVINO cannot load {info.path}: {error}") from error
-        self.output_names = [output.get_any_name() for output in self.compiled.outputs]
+        # by the graph's names: an output port can carry several (get_any_name picks any)
+        self.output_names = [value.name for value in proto.graph.output]
+        self._ports = [self.compiled.output(name) for name in self.output_names]
         self._requests = threading.local()  # one InferRequest per thread: they are not shareable
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -61,6 +63,6 @@ class OpenVinoSession(Session):
         feeds = {**self.defaults, **self.solver_feeds(solver), self.input_name: self._numpy(batch)}
         results = request.infer(feeds)
         return {
-            name: np.array(results[output], copy=True)
-            for name, output in zip(self.output_names, self.compiled.outputs)
+            name: np.array(results[port], copy=True)
+            for name, port in zip(self.output_names, self._ports)
         }

@@ -117,16 +117,15 @@ def test_stale_warm_start_makes_the_power_loop_iterate_like_eager(exported, name
 def test_steps_per_check_tests_every_k_steps(exported, name):
     model = make_model(12, 3, activation="ELU")
     result = exported("k4", model, steps_per_check=4)
-    body = next(
-        graph
-        for function in onnx.load(result.inverse).functions
-        if function.name == "BlockInverse"
-        for node in function.node
-        if node.op_type == "Loop"
-        for graph in [node.attribute[0].g]
-    )
-    assert sum(node.op_type == "Bottleneck" for node in body.node) == 4
-    assert sum(node.op_type == "ReduceMax" for node in body.node) == 1
+    bodies = [
+        node.attribute[0].g
+        for node in onnx.load(result.inverse).graph.node
+        if node.op_type == "Loop" and node.attribute[0].g.name == "fixed_point"
+    ]
+    assert len(bodies) == 3  # one per block
+    for body in bodies:  # four steps (Gemm, Gemm, Elu each), one test
+        assert sum(node.op_type == "Elu" for node in body.node) == 4
+        assert sum(node.op_type == "ReduceMax" for node in body.node) == 1
 
     y = np.random.default_rng(3).standard_normal((6, 12)).astype(np.float32)
     run = open_session(result.inverse, name).run_all(y)

@@ -37,44 +37,67 @@ def test_loop_mode_has_power_iteration_loops_and_folded_has_none(lowrank, mlp):
     _, loop, folded = lowrank
     forward = onnx.load(loop.forward)
     power_loops = [entry for entry in loops_in(forward) if entry["body"] == "power_iteration"]
-    # one Loop for all six contractions (they share one shape), inside the SpectralNorm function
-    assert len(power_loops) == 1 and power_loops[0]["where"] == "function iresnet_onnx.SpectralNorm"
-    assert graph_summary(forward)["op_counts"]["iresnet_onnx.SpectralNorm"] == 1
+    # one Loop for all six contractions (they share one shape), inline, named where it comes from
+    assert len(power_loops) == 1 and power_loops[0]["where"] == "main graph"
+    assert power_loops[0]["node"].startswith("spectral_norm.0/SpectralNorm/")
     assert loops_in(onnx.load(folded.forward)) == []
-    # mlp: the hidden×hidden layers have a second shape, so a second SpectralNorm call
-    assert graph_summary(onnx.load(mlp[1].forward))["op_counts"]["iresnet_onnx.SpectralNorm"] == 2
+    # mlp: the hidden×hidden layers have a second shape, so a second power-iteration Loop
+    assert len(loops_in(onnx.load(mlp[1].forward))) == 2
 
 
 def test_inverse_has_one_fixed_point_loop_per_block(lowrank):
     _, loop, folded = lowrank
-    for result, power_calls in ((loop, 1), (folded, 0)):
-        summary = graph_summary(onnx.load(result.inverse))
-        assert summary["op_counts"]["iresnet_onnx.BlockInverse"] == 3
-        fixed_point = [e for e in summary["loops"] if e["body"] == "fixed_point"]
-        assert [e["where"] for e in fixed_point] == ["function iresnet_onnx.BlockInverse"]
-        assert summary["op_counts"].get("iresnet_onnx.SpectralNorm", 0) == power_calls
+    for result, power_loops in ((loop, 1), (folded, 0)):
+        loops = loops_in(onnx.load(result.inverse))
+        fixed_point = [e["node"] for e in loops if e["body"] == "fixed_point"]
+        assert [name.split("/")[:2] for name in fixed_point] == [
+            [f"blocks.{i}", "BlockInverse"]
+            for i in (2, 1, 0)  # run last block first
+        ]
+        assert sum(e["body"] == "power_iteration" for e in loops) == power_loops
 
 
-def test_named_functions_and_metadata(lowrank):
+def test_default_graphs_are_plain_standard_domain_nodes_with_scoped_names(lowrank):
+    _, loop, _ = lowrank
+    for path in (loop.forward, loop.inverse):
+        proto = onnx.load(path)
+        assert not proto.functions
+        assert {entry.domain for entry in proto.opset_import} == {""}
+        names = [node.name for node in proto.graph.node]
+        assert all(names) and len(set(names)) == len(names)
+        assert any(name.startswith("blocks.1/Block") for name in names)
+        for node in proto.graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:  # Loop bodies: declared shapes
+                    for value in [*attribute.g.input[2:], *attribute.g.output]:
+                        assert value.type.tensor_type.HasField("shape"), value.name
+
+
+def test_functions_form_keeps_named_functions(exported):
+    model = make_model(16, 3, variant="lowrank", activation="ELU")
+    result = exported("structure-functions", model, functions=True)
+    forward, inverse = onnx.load(result.forward), onnx.load(result.inverse)
+    assert {f.name for f in forward.functions} == {
+        "SpectralNorm", "Contraction", "Bottleneck", "BlockForward"
+    }  # fmt: skip
+    assert {f.name for f in inverse.functions} == {
+        "SpectralNorm", "Contraction", "Bottleneck", "BlockInverse"
+    }  # fmt: skip
+    assert all(f.domain == "iresnet_onnx" for f in forward.functions)
+    assert graph_summary(inverse)["op_counts"]["iresnet_onnx.BlockInverse"] == 3
+    assert result.report.passed
+
+
+def test_metadata_and_docs(lowrank):
     _model, loop, _ = lowrank
     forward, inverse = onnx.load(loop.forward), onnx.load(loop.inverse)
-    assert {f.name for f in forward.functions} == {
-        "SpectralNorm",
-        "Contraction",
-        "Bottleneck",
-        "BlockForward",
-    }
-    assert {f.name for f in inverse.functions} == {
-        "SpectralNorm",
-        "Contraction",
-        "Bottleneck",
-        "BlockInverse",
-    }
-    assert all(f.domain == "iresnet_onnx" for f in forward.functions)
     metadata = {p.key: p.value for p in forward.metadata_props}
     assert metadata["iresnet_onnx.version"] == __version__
     assert json.loads(metadata["iresnet_onnx.hp"])["iResNetBlock"]["activation"] == "ELU"
     assert metadata["iresnet_onnx.spectral_norm"] == "loop"
+    inverse_metadata = {p.key: p.value for p in inverse.metadata_props}
+    assert inverse_metadata["iresnet_onnx.inverse"] == "loop"
+    assert inverse_metadata["iresnet_onnx.maxiter_cap"] == "1000"
     for value in [
         *forward.graph.input,
         *forward.graph.output,

@@ -1,7 +1,9 @@
 """The parity matrix: every configuration × every runtime that really runs here.
 
-Widths 2, 17, 64 × lowrank/mlp × ReLU/ELU/Tanh × 1 and 5 blocks × loop/folded spectral norm, each on
-batches 1, 7 and 1000 plus leading dims [2, 3, n] (about 30 s for the 72 configurations on 2 cores).
+Widths 2, 17, 64 × lowrank/mlp × ReLU/ELU/Tanh × 1 and 5 blocks × three exports — loop, folded, and
+the portable one (folded spectral norm, ``inverse="fixed"``: no Loop at all) — each on batches 1, 7
+and 1000 plus leading dims [2, 3, n], on onnxruntime, OpenVINO, tract and the reference evaluator
+where installed. tract runs the portable export only (it has no Loop); the others run all three.
 """
 
 import itertools
@@ -17,35 +19,60 @@ WIDTHS = (2, 17, 64)
 VARIANTS = ("lowrank", "mlp")
 ACTIVATIONS = ("ReLU", "ELU", "Tanh")
 DEPTHS = (1, 5)
-MODES = ("loop", "folded")
+MODES = ("loop", "folded", "portable")
+EXPORT_OPTIONS = {
+    "loop": {},
+    "folded": {"spectral_norm": "folded"},
+    "portable": {"spectral_norm": "folded", "inverse": "fixed"},
+}
 BATCHES = (1, 7, 1000)
 
 
 CONFIGS = list(itertools.product(WIDTHS, VARIANTS, ACTIVATIONS, DEPTHS, MODES))
+QUICK = [
+    (WIDTHS[i % 3], variant, activation, DEPTHS[i % 2], mode)
+    for i, (variant, activation, mode) in enumerate(itertools.product(VARIANTS, ACTIVATIONS, MODES))
+]
+"""Every variant × activation × export mode once, widths and depths taking turns: the default run.
+The full product (108 configurations, about 5 minutes on 2 cores) is marked slow."""
 
 
-def onnx_runtimes() -> list[str]:
-    return [name for name in runtimes.available() if not name.startswith("torch:")]
+def onnx_runtimes(mode: str = "portable") -> list[str]:
+    """Every ONNX runtime here that runs ``mode``'s export (tract: the Loop-free one only)."""
+    return [
+        name
+        for name in runtimes.available()
+        if not name.startswith("torch:") and (mode == "portable" or not name.startswith("tract:"))
+    ]
 
 
 def run_config(tmp_path, n, variant, activation, nblocks, mode):
     model = make_model(n, nblocks, variant=variant, activation=activation, seed=n)
-    export(model, tmp_path, spectral_norm=mode, validate=False)
-    report = check(model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=BATCHES, seed=1)
+    export(model, tmp_path, validate=False, **EXPORT_OPTIONS[mode])
+    names = onnx_runtimes(mode)
+    report = check(model, tmp_path, runtimes=names, batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
-    assert {row.runtime for row in report.rows} == set(onnx_runtimes())
+    assert {row.runtime for row in report.rows} == set(names)
     assert {tuple(row.shape) for row in report.rows} == {(1, n), (7, n), (1000, n), (2, 3, n)}
     for row in report.rows:
         if row.direction == "inverse":
             assert len(row.iterations) == nblocks and min(row.iterations) >= 1
 
 
-def test_both_onnx_runtimes_are_in_the_matrix():
-    assert {"onnxruntime:cpu", "reference:cpu"} <= set(onnx_runtimes())
+def test_the_runtimes_ci_installs_are_in_the_matrix():
+    assert {"onnxruntime:cpu", "openvino:cpu", "tract:cpu", "reference:cpu"} <= set(onnx_runtimes())
 
 
-@pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), CONFIGS)
+@pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), QUICK)
 def test_parity(tmp_path, n, variant, activation, nblocks, mode):
+    run_config(tmp_path, n, variant, activation, nblocks, mode)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("n", "variant", "activation", "nblocks", "mode"), [c for c in CONFIGS if c not in QUICK]
+)
+def test_parity_full_matrix(tmp_path, n, variant, activation, nblocks, mode):
     run_config(tmp_path, n, variant, activation, nblocks, mode)
 
 
@@ -58,7 +85,7 @@ def test_parity_with_stale_and_cold_warm_starts(tmp_path, n, variant, start):
     layers = sum(1 for name, _ in model.named_buffers() if name.endswith("power_vector"))
     stale_power_vectors(model, seed=n, cold=tuple(range(layers)) if start == "cold" else ())
     export(model, tmp_path, spectral_norm="loop", validate=False)
-    report = check(model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=BATCHES, seed=1)
+    report = check(model, tmp_path, runtimes=onnx_runtimes("loop"), batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
 
 
@@ -69,7 +96,7 @@ def test_parity_with_stale_and_cold_warm_starts(tmp_path, n, variant, start):
 @pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), CONFIGS[::6])
 def test_parity_cuda(tmp_path, n, variant, activation, nblocks, mode):
     model = make_model(n, nblocks, variant=variant, activation=activation, seed=n)
-    export(model, tmp_path, spectral_norm=mode, validate=False)
+    export(model, tmp_path, validate=False, **EXPORT_OPTIONS[mode])
     report = check(model, tmp_path, runtimes=["onnxruntime:cuda"], batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
 
@@ -80,7 +107,7 @@ def test_parity_cuda(tmp_path, n, variant, activation, nblocks, mode):
 def test_parity_with_steps_per_check(tmp_path, n, variant, activation):
     model = make_model(n, 5, variant=variant, activation=activation, seed=n)
     export(model, tmp_path, steps_per_check=8, validate=False)
-    report = check(model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=BATCHES, seed=1)
+    report = check(model, tmp_path, runtimes=onnx_runtimes("loop"), batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
     for row in report.rows:
         if row.direction == "inverse":
@@ -88,12 +115,14 @@ def test_parity_with_steps_per_check(tmp_path, n, variant, activation):
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATION_OPS))
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "mode", ["portable", *(pytest.param(m, marks=pytest.mark.slow) for m in ("loop", "folded"))]
+)
 def test_every_allowed_activation_exports(tmp_path, activation, mode):
     assert set(ACTIVATION_OPS) == set(iresnet.ACTIVATIONS)  # every allowed activation maps to ONNX
     model = make_model(5, 2, variant="mlp", activation=activation, seed=3)
-    export(model, tmp_path, spectral_norm=mode, validate=False)
+    export(model, tmp_path, validate=False, **EXPORT_OPTIONS[mode])
     report = check(
-        model, tmp_path, runtimes=onnx_runtimes(), batch_sizes=(1, 9), leading_dims=False
+        model, tmp_path, runtimes=onnx_runtimes(mode), batch_sizes=(1, 9), leading_dims=False
     )
     assert report.passed, str(report)
