@@ -213,8 +213,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from . import parity
-    from .checkpoint import load_checkpoint
     from .errors import CheckpointError, InvalidModelError
     from .manifest import read_manifest, verify_hashes
 
@@ -222,17 +220,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     manifest = read_manifest(folder)
     recorded = manifest.get("checkpoint", "model.pt")
     hashes = verify_hashes(folder, manifest)
-    if args.checkpoint:
-        hashes.pop(recorded, None)
+    if args.checkpoint or args.golden:
+        hashes.pop(recorded, None)  # not what is being verified
     bad_hashes = {name: state for name, state in hashes.items() if state != "ok"}
     problems = [f"{name} {state} since export" for name, state in bad_hashes.items()]
     report = None
-    checkpoint = Path(args.checkpoint) if args.checkpoint else folder / recorded
     try:
-        model = load_checkpoint(checkpoint)
-        _check_same_model(model, manifest, checkpoint, folder)
-        sizes = {"batch_sizes": args.batch_sizes} if args.batch_sizes else {}
-        report = parity.check(model, folder, runtimes=args.runtime, **sizes)
+        report = (
+            _golden_report(args, folder, manifest)
+            if args.golden
+            else _parity_report(args, folder, manifest)
+        )
         problems += [row.describe() for row in report.failures]
         if report.unsupported and not problems:
             first = report.unsupported[0]
@@ -255,6 +253,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not passed:
         raise VerificationError(f"verification of {folder} failed: {'; '.join(problems)}")
     return EXIT_OK
+
+
+def _golden_report(args: argparse.Namespace, folder: Path, manifest: dict[str, Any]) -> Any:
+    """The golden vectors on the device: numpy and a runtime, no torch, no checkpoint."""
+    from .golden import verify_golden
+
+    if args.checkpoint:
+        raise ValueError("--golden checks the stored vectors; it takes no --checkpoint")
+    return verify_golden(folder, manifest, runtimes=args.runtime)
+
+
+def _parity_report(args: argparse.Namespace, folder: Path, manifest: dict[str, Any]) -> Any:
+    """Parity against the folder's checkpoint (or --checkpoint) on fresh inputs: needs torch."""
+    from . import parity
+    from .checkpoint import load_checkpoint
+
+    checkpoint = (
+        Path(args.checkpoint)
+        if args.checkpoint
+        else folder / manifest.get("checkpoint", "model.pt")
+    )
+    model = load_checkpoint(checkpoint)
+    _check_same_model(model, manifest, checkpoint, folder)
+    sizes = {"batch_sizes": args.batch_sizes} if args.batch_sizes else {}
+    return parity.check(model, folder, runtimes=args.runtime, **sizes)
 
 
 def _check_same_model(model: Any, manifest: dict[str, Any], checkpoint: Path, folder: Path) -> None:
@@ -405,13 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=cmd_export)
 
-    verify = command("verify", "hashes and parity of an export folder against its checkpoint")
+    verify = command(
+        "verify",
+        "hashes and parity of an export folder against its checkpoint (or, with --golden, against "
+        "the golden vectors stored at export)",
+    )
     verify.add_argument("dir", help="an export folder")
     verify.add_argument(
         "--checkpoint", help="compare against this checkpoint instead of the folder's"
     )
     verify.add_argument("--runtime", type=runtime_list, help="e.g. onnxruntime:cpu,reference:cpu")
     verify.add_argument("--batch-sizes", type=int_list, dest="batch_sizes", help="default 1,7,257")
+    verify.add_argument(
+        "--golden", action="store_true",
+        help="run the golden vectors stored at export instead of parity against the checkpoint: "
+        "no torch needed (for the device itself)",
+    )  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=cmd_verify)
 

@@ -25,25 +25,19 @@ model was trained with.
 """
 
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import runtimes as rt
-from .errors import ParityError, UnsupportedModelError
+from .agreement import TOLERANCES, ParityReport, ParityRow, StepRule, compare, load_or_note
+from .errors import ParityError
 from .iresnet import iResNet, iResNetBlock
 from .runtimes.eager import EagerSession
 
 __all__ = ["TOLERANCES", "ParityError", "ParityReport", "ParityRow", "assert_parity", "check"]
 
-TOLERANCES = {
-    "float32": {"forward": 1e-5, "inverse": 1e-4, "capped": 1e-4, "roundtrip": 1e-4},
-    "float64": {"forward": 1e-12, "inverse": 1e-9, "capped": 1e-9, "roundtrip": 1e-9},
-}
-BOUNDARY_ULPS = 16
-"""How close to atol (in units of eps·max(1, |x|∞)) a residual lies "within rounding" of it."""
 CAPPED_MAXITER = 3
 # the round trip's solver: tight enough that its error is rounding, not the stopping rule
 ROUNDTRIP_SOLVER = {
@@ -53,106 +47,6 @@ ROUNDTRIP_SOLVER = {
 ROUNDTRIP_MAXITER_FACTOR = 10
 DEFAULT_BATCH_SIZES = (1, 7, 257)
 LEADING_DIMS = (2, 3)
-
-
-@dataclass
-class ParityRow:
-    runtime: str
-    direction: str
-    shape: list[int]
-    max_abs: float
-    max_rel: float
-    tolerance: float
-    passed: bool
-    seconds: float
-    iterations: list[int] | None = None
-    eager_iterations: list[int] | None = None
-
-    def describe(self) -> str:
-        text = (
-            f"{self.runtime} {self.direction} on {self.shape}: max|Δ| {self.max_abs:.3g} "
-            f"(rel {self.max_rel:.3g}), tolerance {self.tolerance:.3g}"
-        )
-        if self.iterations is not None:
-            text += f", steps {self.iterations} vs eager {self.eager_iterations}"
-        return text
-
-
-@dataclass
-class ParityReport:
-    export_dir: str
-    dtype: str
-    spectral_norm: str
-    seed: int
-    tolerances: dict[str, float]
-    rows: list[ParityRow] = field(default_factory=list)
-    unsupported: list[dict[str, str]] = field(default_factory=list)
-    """Graphs a requested runtime cannot run: ``{"runtime", "graph", "reason"}`` — never a pass."""
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    """The same for runtimes that were not requested (the default "every runtime here"):
-    listed, not held against the export."""
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.rows) and all(row.passed for row in self.rows) and not self.unsupported
-
-    @property
-    def failures(self) -> list[ParityRow]:
-        return [row for row in self.rows if not row.passed]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Per runtime and direction, the largest error and the smallest margin to the tolerance."""
-        result: dict[str, dict[str, float]] = {}
-        for row in self.rows:
-            key = f"{row.runtime} {row.direction}"
-            entry = result.setdefault(key, {"max_abs": 0.0, "max_rel": 0.0, "worst_ratio": 0.0})
-            entry["max_abs"] = max(entry["max_abs"], row.max_abs)
-            entry["max_rel"] = max(entry["max_rel"], row.max_rel)
-            entry["worst_ratio"] = max(entry["worst_ratio"], row.max_abs / row.tolerance)
-        return result
-
-    def table(self) -> str:
-        header = ("runtime", "direction", "shape", "max|Δ|", "rel", "tolerance", "steps", "ok")
-        lines = [header]
-        for row in self.rows:
-            steps = "" if row.iterations is None else f"{row.iterations} vs {row.eager_iterations}"
-            lines.append((
-                row.runtime, row.direction, "×".join(map(str, row.shape)), f"{row.max_abs:.2e}",
-                f"{row.max_rel:.2e}", f"{row.tolerance:.1e}", steps, "yes" if row.passed else "NO",
-            ))  # fmt: skip
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        rendered = [
-            "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines
-        ]
-        return "\n".join([rendered[0], "  ".join("-" * w for w in widths), *rendered[1:]])
-
-    def __str__(self) -> str:
-        if self.passed:
-            verdict = "PASSED"
-        else:
-            verdict = f"FAILED ({len(self.failures)} rows, {len(self.unsupported)} unsupported)"
-        lines = [
-            f"parity of {self.export_dir} ({self.dtype}, spectral norm {self.spectral_norm}): "
-            f"{verdict}",
-            self.table(),
-        ]
-        lines += [
-            f"{kind}: {entry['runtime']} {entry['graph']}: {entry['reason']}"
-            for kind, entries in (("unsupported", self.unsupported), ("skipped", self.skipped))
-            for entry in entries
-        ]
-        return "\n".join(lines)
-
-
-def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-
-
-def _scale(a: np.ndarray) -> float:
-    return max(1.0, float(np.max(np.abs(a)))) if a.size else 1.0
 
 
 def _shapes(batch_sizes: tuple[int, ...], leading_dims: bool, n: int) -> list[tuple[int, ...]]:
@@ -193,7 +87,7 @@ def check(
         "atol": max(block.atol for block in blocks),
         "rtol": max(block.rtol for block in blocks),
     }
-    steps = _StepRule(inverse_info.steps_per_check, solver, np.finfo(info.dtype).eps)
+    steps = StepRule(inverse_info.steps_per_check, solver, np.finfo(info.dtype).eps)
     tight = {**ROUNDTRIP_SOLVER[dtype], "maxiter": ROUNDTRIP_MAXITER_FACTOR * solver["maxiter"]}
     k = inverse_info.steps_per_check
     capped = {"maxiter": -(-CAPPED_MAXITER // k) * k, "atol": 0.0, "rtol": 0.0}
@@ -214,15 +108,15 @@ def check(
     ]
     for name in names:
         notes = report.unsupported if requested else report.skipped
-        forward = _load_or_note(notes, name, forward_path)
-        inverse = _load_or_note(notes, name, inverse_path)
+        forward = load_or_note(notes, name, forward_path)
+        inverse = load_or_note(notes, name, inverse_path)
         for (shape, x, y), (y_eager, inverse_eager, capped_eager) in zip(cases, expected):
             if forward is not None:
                 started = time.perf_counter()
                 y_onnx = forward.run_all(x)["y"]
                 seconds = time.perf_counter() - started
                 report.rows.append(
-                    _compare(name, "forward", shape, y_onnx, y_eager, tolerance, seconds)
+                    compare(name, "forward", shape, y_onnx, y_eager, tolerance, seconds)
                 )
             if inverse is None:
                 continue
@@ -234,7 +128,7 @@ def check(
                 started = time.perf_counter()
                 outputs = inverse.run_all(y, **options)
                 seconds = time.perf_counter() - started
-                row = _compare(
+                row = compare(
                     name, direction, shape, outputs["x"], eager_outputs["x"], tolerance, seconds
                 )
                 steps.judge(row, outputs, eager_outputs, options)
@@ -244,90 +138,9 @@ def check(
             x_tight = inverse.run_all(y, **tight)["x"]
             seconds = time.perf_counter() - started
             report.rows.append(
-                _compare(
-                    name, "roundtrip", shape, eager_forward.run(x_tight), y, tolerance, seconds
-                )
+                compare(name, "roundtrip", shape, eager_forward.run(x_tight), y, tolerance, seconds)
             )
     return report
-
-
-def _load_or_note(notes: list[dict[str, str]], name: str, path: Path) -> rt.Session | None:
-    """The graph on runtime ``name``, or None after noting why the runtime cannot run it."""
-    try:
-        return rt.load(path, *rt.parse_runtime(name))
-    except UnsupportedModelError as error:
-        notes.append({"runtime": name, "graph": path.name, "reason": str(error)})
-        return None
-
-
-def _compare(
-    name: str,
-    direction: str,
-    shape: tuple[int, ...],
-    actual: np.ndarray,
-    expected: np.ndarray,
-    tolerance: dict[str, float],
-    seconds: float,
-) -> ParityRow:
-    error = _max_abs(actual, expected)
-    limit = tolerance[direction] * _scale(expected)
-    return ParityRow(
-        name,
-        direction,
-        list(shape),
-        error,
-        error / _scale(expected),
-        limit,
-        error <= limit,
-        seconds,
-    )
-
-
-@dataclass
-class _StepRule:
-    """Whether an inverse graph stopped each block where eager did (see the module docstring)."""
-
-    k: int
-    solver: dict[str, Any]
-    eps: float
-
-    def judge(
-        self,
-        row: ParityRow,
-        outputs: dict[str, np.ndarray],
-        eager: dict[str, np.ndarray],
-        options: dict[str, Any],
-    ) -> None:
-        """Set the row's step counts; fail it on a wrong count or flag, widen its limit where a
-        block stopped one test away from eager on the boundary."""
-        settings = {**self.solver, **options}
-        steps, eager_steps = outputs["iterations"].tolist(), eager["iterations"].tolist()
-        row.iterations, row.eager_iterations = steps, eager_steps
-        if len(steps) != len(eager_steps):
-            row.passed = False
-            return
-        steps_ok = True
-        atol, rtol = settings["atol"], settings["rtol"]
-        x = eager["x"]
-        magnitude = float(np.max(np.abs(x))) if x.size else 0.0
-        band = BOUNDARY_ULPS * self.eps * max(1.0, magnitude)
-        cap = -(-settings["maxiter"] // self.k) * self.k  # maxiter rounded up to a multiple of K
-        widen = 0
-        for taken, eager_taken, residual, eager_residual in zip(
-            steps, eager_steps, outputs["residual"].tolist(), eager["residual"].tolist()
-        ):
-            on_boundary = any(abs(r - atol) <= band for r in (residual, eager_residual))
-            expected = min(-(-eager_taken // self.k) * self.k, cap)
-            converged, eager_converged = residual <= atol, eager_residual <= atol
-            if taken == expected:
-                ok = converged == eager_converged or on_boundary
-            else:
-                ok = abs(taken - expected) == self.k and on_boundary
-                widen = max(widen, abs(taken - eager_taken))
-            steps_ok = steps_ok and ok
-        if widen:
-            row.tolerance += widen * (atol + rtol * magnitude)
-        row.passed = steps_ok and row.max_abs <= row.tolerance
 
 
 def assert_parity(

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from . import parity
 from . import runtimes as rt
+from .agreement import TOLERANCES
 from .checkpoint import save_checkpoint
 from .errors import ParityError, RuntimeUnavailableError
 from .exporters import (
@@ -29,8 +31,11 @@ from .exporters import (
     with_solver_defaults,
 )
 from .files import atomic_directory, check_replaceable
+from .golden import GOLDEN_BATCH_SIZES, GOLDEN_DIR, write_cases
 from .inspection import graph_summary
 from .manifest import MANIFEST_NAME, write_manifest
+from .runtimes.base import GRAPHS
+from .runtimes.eager import EagerSession
 
 __all__ = ["VALIDATION_RUNTIMES", "ExportResult", "export"]
 
@@ -130,6 +135,7 @@ def export(
             for kind in graphs:
                 paths[f"{kind}_ort"] = write_ort_format(paths[kind])
         paths["checkpoint"] = save_checkpoint(model, folder / CHECKPOINT_NAME)
+        golden, golden_files = _write_golden(model, folder, spec, seed)
         report = None
         if validate:
             report = parity.check(
@@ -158,8 +164,9 @@ def export(
                 for kind, proto in graphs.items()
             },
             "validation": report.to_dict() if report is not None else None,
+            "golden": golden,
         }
-        write_manifest(folder, content, list(paths.values()))
+        write_manifest(folder, content, [*paths.values(), *golden_files])
         if report is not None and not report.passed:
             rejected = _set_aside(folder, out_dir)
             raise ParityError(
@@ -186,6 +193,28 @@ def write_ort_format(onnx_path: Path) -> Path:
     options.add_session_config_entry("session.save_model_format", "ORT")
     ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     return target
+
+
+def _write_golden(
+    model: Any, folder: Path, spec: Any, seed: int
+) -> tuple[dict[str, Any], list[Path]]:
+    """Golden vectors of both graphs: fresh inputs at batch sizes 1, 7, 64, eager outputs."""
+    rng = np.random.default_rng([seed, 2])  # not the validation's inputs
+    cases: dict[str, list[str]] = {}
+    files: list[Path] = []
+    for graph, (input_name, _) in GRAPHS.items():
+        session = EagerSession(model, direction=graph)
+        written = []
+        for batch in GOLDEN_BATCH_SIZES:
+            array = rng.standard_normal((batch, spec.input_size)).astype(spec.dtype)
+            written.append(({input_name: array}, session.run_all(array)))
+        files += write_cases(folder, graph, written)
+        cases[graph] = [
+            f"{GOLDEN_DIR}/{graph}/test_data_set_{index}" for index in range(len(written))
+        ]
+    solver = {"maxiter": spec.maxiter, "atol": spec.atol, "rtol": spec.rtol}
+    return {"graphs": cases, "batch_sizes": list(GOLDEN_BATCH_SIZES), "solver": solver,
+            "seed": seed, "tolerances": TOLERANCES[spec.dtype.name]}, files  # fmt: skip
 
 
 def _set_aside(folder: Path, out_dir: Path) -> Path:

@@ -1,0 +1,134 @@
+"""The runtime-only install: load, run and verify an export with numpy and a runtime, no torch.
+
+CI runs this file a second time in an environment with numpy + onnxruntime only (``make
+test-edge``); there ``IRESNET_ONNX_EDGE=1`` and torch must not be importable.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from iresnet_onnx import runtimes
+from iresnet_onnx.cli import main
+from iresnet_onnx.errors import ConvergenceWarning
+
+EDGE = os.environ.get("IRESNET_ONNX_EDGE") == "1"
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.skipif(not EDGE, reason="only the runtime-only environment lacks torch")
+def test_this_environment_has_no_torch():
+    assert importlib.util.find_spec("torch") is None
+
+
+def test_importing_the_runtimes_loads_neither_torch_nor_onnx():
+    code = (
+        "import sys, iresnet_onnx.runtimes, iresnet_onnx.cli, iresnet_onnx.golden;"
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_sessions_run_every_graph(edge_exports):
+    x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    for folder in edge_exports.values():
+        y = runtimes.load(folder / "forward.onnx", "onnxruntime:cpu").run(x)
+        inverse = runtimes.load(folder / "inverse.onnx", "onnxruntime:cpu")
+        np.testing.assert_allclose(inverse.run(y), x, rtol=0, atol=1e-4)
+        assert inverse.run_all(y, maxiter=2)["iterations"].tolist() == [2, 2, 2]
+    ort_file = edge_exports["portable"] / "inverse.ort"
+    np.testing.assert_allclose(runtimes.load(ort_file).run(y), x, rtol=0, atol=1e-4)
+    with pytest.warns(ConvergenceWarning):
+        inverse.run(y, maxiter=1)
+
+
+def test_inspect(edge_exports, capsys):
+    code, out, _ = cli(capsys, "inspect", edge_exports["loop"])
+    assert code == 0 and "Loop nodes" in out and "golden/forward/test_data_set_0/input_0.pb" in out
+
+
+@pytest.mark.parametrize("kind", ["loop", "portable"])
+def test_verify_golden_passes(edge_exports, capsys, kind):
+    code, out, err = cli(capsys, "verify", edge_exports[kind], "--golden", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passed"] and set(report["hashes"].values()) == {"ok"}
+    rows = report["parity"]["rows"]
+    assert {row["direction"] for row in rows} == {"forward", "inverse"}
+    assert {row["case"] for row in rows} >= {"golden/inverse/test_data_set_2"}
+
+
+def test_a_tampered_output_vector_fails_naming_it(edge_exports, capsys, tmp_path):
+    folder = tmp_path / "tampered"
+    folder.mkdir()
+    for path in edge_exports["loop"].rglob("*"):
+        if path.is_file():
+            target = folder / path.relative_to(edge_exports["loop"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    vector = folder / "golden" / "inverse" / "test_data_set_1" / "output_0.pb"
+    tensor = onnx.load_tensor_from_string(vector.read_bytes())
+    array = numpy_helper.to_array(tensor).copy()
+    array[0, 0] += 0.1
+    vector.write_bytes(numpy_helper.from_array(array, tensor.name).SerializeToString())
+    code, out, err = cli(capsys, "verify", folder, "--golden", "--runtime", "onnxruntime:cpu")
+    assert code == 1
+    assert "golden/inverse/test_data_set_1/output_0.pb modified since export" in err
+    assert "inverse golden/inverse/test_data_set_1 x on [7, 6]: max|Δ| 0.1" in err
+
+
+def test_a_tampered_graph_fails(edge_exports, capsys, tmp_path):
+    folder = tmp_path / "graph"
+    folder.mkdir()
+    for path in edge_exports["portable"].rglob("*"):
+        if path.is_file():
+            target = folder / path.relative_to(edge_exports["portable"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    proto = onnx.load(folder / "forward.onnx")
+    for initializer in proto.graph.initializer:
+        if initializer.name.endswith("bias"):
+            array = numpy_helper.to_array(initializer) + 0.5
+            initializer.CopyFrom(numpy_helper.from_array(array, initializer.name))
+            break
+    onnx.save(proto, folder / "forward.onnx")
+    code, _, err = cli(capsys, "verify", folder, "--golden", "--runtime", "onnxruntime:cpu")
+    assert code == 1 and "forward.onnx modified since export" in err and "forward golden" in err
+
+
+@pytest.mark.skipif(not EDGE, reason="torch is here")
+def test_what_needs_torch_says_which_extra(edge_exports, capsys):
+    code, _, err = cli(capsys, "verify", edge_exports["loop"])
+    assert code == 2 and "pip install 'iresnet-onnx[torch]'" in err
+    with pytest.raises(ImportError, match=r"\[torch\] extra"):
+        from iresnet_onnx import iResNet  # noqa: F401
+    assert runtimes.available() == ["onnxruntime:cpu", "reference:cpu"]
+
+
+def test_import_time_is_close_to_the_runtime_itself():
+    """Not a timing assertion: the import must not pull in torch (see the import-time benchmark,
+    scripts/import_time.py, for the numbers)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import iresnet_onnx.runtimes"],
+        capture_output=True, text=True, timeout=3600, check=True,
+    )  # fmt: skip
+    modules = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert not {m for m in modules if m.split(".")[0] in ("torch", "onnx", "onnxruntime")}
+    assert Path(result.args[0]).exists()
