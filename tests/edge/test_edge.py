@@ -88,7 +88,7 @@ def test_a_tampered_output_vector_fails_naming_it(edge_exports, capsys, tmp_path
     array = numpy_helper.to_array(tensor).copy()
     array[0, 0] += 0.1
     vector.write_bytes(numpy_helper.from_array(array, tensor.name).SerializeToString())
-    code, out, err = cli(capsys, "verify", folder, "--golden", "--runtime", "onnxruntime:cpu")
+    code, _, err = cli(capsys, "verify", folder, "--golden", "--runtime", "onnxruntime:cpu")
     assert code == 1
     assert "golden/inverse/test_data_set_1/output_0.pb modified since export" in err
     assert "inverse golden/inverse/test_data_set_1 x on [7, 6]: max|Δ| 0.1" in err
