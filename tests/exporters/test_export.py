@@ -19,7 +19,7 @@ def test_export_folder_and_manifest(exported):
     model = make_model(8, 2)
     result = exported("manifest", model)
     assert sorted(p.name for p in result.out_dir.iterdir()) == [
-        "forward.onnx", "inverse.onnx", "manifest.json", "model.pt"
+        "forward.onnx", "golden", "inverse.onnx", "manifest.json", "model.pt"
     ]  # fmt: skip
     manifest = read_manifest(result.out_dir)
     assert manifest["opset"] == 18 and manifest["spectral_norm"] == "loop"
@@ -48,7 +48,9 @@ def test_tampered_file_is_reported_by_the_hashes(exported, tmp_path):
     onnx.save(proto, result.inverse)
     (result.out_dir / "model.pt").unlink()
     status = verify_hashes(result.out_dir, manifest)
-    assert status == {"forward.onnx": "ok", "inverse.onnx": "modified", "model.pt": "missing"}
+    graphs = {name: state for name, state in status.items() if not name.startswith("golden/")}
+    assert graphs == {"forward.onnx": "ok", "inverse.onnx": "modified", "model.pt": "missing"}
+    assert {state for name, state in status.items() if name.startswith("golden/")} == {"ok"}
 
 
 def test_single_block_export(tmp_path):
@@ -90,7 +92,11 @@ def test_validation_miss_is_a_parity_error_and_keeps_the_good_export(tmp_path, m
 
 
 def folder_hashes(folder):
-    return {path.name: sha256(path) for path in sorted(folder.iterdir())}
+    return {
+        str(path.relative_to(folder)): sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def test_failed_export_leaves_the_good_one(tmp_path):
