@@ -159,8 +159,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import save_checkpoint
+    from .data import load_data
     from .files import write_text_atomic
-    from .training import load_data, train_flow
+    from .training import train_flow
 
     data = load_data(args.data)
     hp: dict[str, Any] = load_hp_file(args.hp) if args.hp else {}

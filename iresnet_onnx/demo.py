@@ -24,9 +24,10 @@ from . import __version__, parity
 from . import runtimes as rt
 from .bench import bench_export, format_table, machine, rows_to_dicts
 from .checkpoint import save_checkpoint
+from .data import two_moons
 from .files import atomic_directory, check_replaceable
 from .pipeline import export
-from .training import train_flow, two_moons
+from .training import train_flow
 
 DEMO_HP = {
     "nblocks": 10,
