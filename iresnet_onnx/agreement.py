@@ -2,8 +2,9 @@
 the rule for step counts. Shared by the parity suite (reference: eager PyTorch) and the golden
 vectors (reference: eager outputs stored at export), so it needs neither torch nor a runtime.
 
-Tolerances (per row, times max(1, |expected|∞)): forward 1e-5, inverse 1e-4, capped 1e-4, round trip
-1e-4 in float32; 1e-12, 1e-9, 1e-9, 1e-9 in float64. Step counts must be the reference's exactly
+Tolerances (per row, times max(1, |expected|∞)): forward 1e-5, inverse, capped, round trip, density
+(log p) and jacobian (the log-det against autograd's full Jacobian) 1e-4 in float32; 1e-12 and
+1e-9 in float64. Step counts must be the reference's exactly
 (a graph that tests every K steps: rounded up to a multiple of K); one test apart is admitted only
 for a block whose final residual lies within rounding of atol on either side — |residual − atol| ≤
 16·eps·max(1, |x|∞) — and then the x tolerance also admits those steps (each moves x by at most
@@ -22,9 +23,15 @@ from .errors import UnsupportedModelError
 __all__ = ["BOUNDARY_ULPS", "TOLERANCES", "ParityReport", "ParityRow", "StepRule", "compare"]
 
 TOLERANCES = {
-    "float32": {"forward": 1e-5, "inverse": 1e-4, "capped": 1e-4, "roundtrip": 1e-4},
-    "float64": {"forward": 1e-12, "inverse": 1e-9, "capped": 1e-9, "roundtrip": 1e-9},
-}
+    "float32": {
+        "forward": 1e-5, "inverse": 1e-4, "capped": 1e-4, "roundtrip": 1e-4,
+        "density": 1e-4, "jacobian": 1e-4,
+    },
+    "float64": {
+        "forward": 1e-12, "inverse": 1e-9, "capped": 1e-9, "roundtrip": 1e-9,
+        "density": 1e-9, "jacobian": 1e-9,
+    },
+}  # fmt: skip
 BOUNDARY_ULPS = 16
 """How close to atol (in units of eps·max(1, |x|∞)) a residual lies "within rounding" of it."""
 

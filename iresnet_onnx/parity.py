@@ -14,8 +14,12 @@ For every runtime and batch size, on fresh random inputs (never the export's sha
                at exactly that many steps per block, with the same x (a graph whose Loop runs a
                step short, or ignores maxiter, fails here)
 ``roundtrip``  eager f(ONNX f⁻¹(y)) vs y, solved tightly             ≤ tol_r · max(1, |y|∞)
+``density``    ONNX log p(x) vs eager log p(x) (density.onnx)      ≤ tol_d · max(1, |log p|∞)
+``jacobian``   ONNX log|det ∂f/∂x| vs slogdet of autograd's full Jacobian of a float64 copy
+               of the model: the independent reference of the lemma   ≤ tol_d · max(1, |log det|∞)
 
-with tol_f, tol_i, tol_r = 1e-5, 1e-4, 1e-4 in float32 and 1e-12, 1e-9, 1e-9 in float64. "Within
+with tol_f, tol_i, tol_r, tol_d = 1e-5, 1e-4, 1e-4, 1e-4 in float32 and 1e-12, 1e-9, 1e-9, 1e-9 in
+float64. "Within
 rounding of atol" means |residual − atol| ≤ 16·eps·max(1, |x|∞): in float32 with atol = 1e-6 and
 |x| ≈ 3 that band is about 6e-6 wide, so a float32 model at such a tight atol cannot tell a stopping
 rule that is off by a factor of two from rounding; float64 models and looser tolerances can, and the
@@ -24,11 +28,13 @@ mutation tests use them. The round trip runs the inverse with tolerances near ro
 model was trained with.
 """
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import runtimes as rt
 from .agreement import TOLERANCES, ParityReport, ParityRow, StepRule, compare, load_or_note
@@ -106,10 +112,13 @@ def check(
         (eager_forward.run(x), eager_inverse.run_all(y), eager_inverse.run_all(y, **capped))
         for _, x, y in cases
     ]
+    density_path = export_dir / "density.onnx"
+    density_expected = _density_references(model, cases) if density_path.is_file() else None
     for name in names:
         notes = report.unsupported if requested else report.skipped
         forward = load_or_note(notes, name, forward_path)
         inverse = load_or_note(notes, name, inverse_path)
+        density = load_or_note(notes, name, density_path) if density_expected else None
         for (shape, x, y), (y_eager, inverse_eager, capped_eager) in zip(cases, expected):
             if forward is not None:
                 started = time.perf_counter()
@@ -140,7 +149,42 @@ def check(
             report.rows.append(
                 compare(name, "roundtrip", shape, eager_forward.run(x_tight), y, tolerance, seconds)
             )
+        if density is not None:
+            report.rows += _density_rows(name, density, cases, density_expected, tolerance)
     return report
+
+
+def _density_references(
+    model: iResNet | iResNetBlock, cases: list[tuple]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per case: eager log p(x), and log|det ∂f/∂x| from autograd's full Jacobian of a float64
+    copy of the model — the independent reference (n vector-Jacobian products, no lemma)."""
+    eager = EagerSession(model, direction="density")
+    double = copy.deepcopy(model).double().eval()
+    references = []
+    for _, x, _ in cases:
+        flat = torch.from_numpy(x.reshape(-1, x.shape[-1])).double()
+        # rows are independent: the Jacobian of Σ_rows f is every row's Jacobian side by side
+        jacobian = torch.autograd.functional.jacobian(lambda v: double(v).sum(0), flat)
+        log_det = torch.linalg.slogdet(jacobian.permute(1, 0, 2))[1].reshape(x.shape[:-1])
+        references.append((eager.run_all(x)["log_prob"], log_det.numpy()))
+    return references
+
+
+def _density_rows(
+    name: str, session: rt.Session, cases: list[tuple], references: list, tolerance: dict
+) -> list[ParityRow]:
+    """``density``: log p against eager; ``jacobian``: the log-det against autograd's Jacobian."""
+    rows = []
+    for (shape, x, _), (log_prob, log_det) in zip(cases, references):
+        started = time.perf_counter()
+        outputs = session.run_all(x)
+        seconds = time.perf_counter() - started
+        rows.append(
+            compare(name, "density", shape, outputs["log_prob"], log_prob, tolerance, seconds)
+        )
+        rows.append(compare(name, "jacobian", shape, outputs["log_det"], log_det, tolerance, 0.0))
+    return rows
 
 
 def assert_parity(

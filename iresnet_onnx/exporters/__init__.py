@@ -15,7 +15,7 @@ from .config import (
     fixed_steps,
     with_solver_defaults,
 )
-from .convert import build_forward, build_inverse
+from .convert import build_density, build_forward, build_inverse
 from .validate import check_onnxruntime_kernels, check_structure
 
 __all__ = [
@@ -30,13 +30,14 @@ __all__ = [
     "with_solver_defaults",
 ]
 
-MAIN_OUTPUTS = {"forward": "y", "inverse": "x"}
+MAIN_OUTPUTS = {"forward": "y", "inverse": "x", "density": "z"}
 
 
 def build_graphs(spec: ModelSpec, options: ExportOptions) -> dict[str, onnx.ModelProto]:
-    """``{"forward": proto, "inverse": proto}``, each through ONNX's full checker and strict shape
-    inference (and, for float64, onnxruntime's kernel check): an :class:`ExportError` otherwise."""
-    builders = {"forward": build_forward, "inverse": build_inverse}
+    """``{"forward": …, "inverse": …, "density": …}`` protos, each through ONNX's full checker and
+    strict shape inference (and, for float64, onnxruntime's kernel check): an
+    :class:`ExportError` otherwise."""
+    builders = {"forward": build_forward, "inverse": build_inverse, "density": build_density}
     graphs = {}
     for kind, build in builders.items():
         proto = build(spec, options)

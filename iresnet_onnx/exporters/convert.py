@@ -1,4 +1,5 @@
-"""How to export: assemble ``forward.onnx`` and ``inverse.onnx`` from a :class:`ModelSpec`.
+"""How to export: assemble ``forward.onnx``, ``inverse.onnx`` and ``density.onnx`` from a
+:class:`ModelSpec`.
 
 Both graphs start the same way. In loop mode the raw weights are initializers (named as in the
 state_dict); the weights of one shape are stacked in their tall form, one ``SpectralNorm`` (one
@@ -10,6 +11,7 @@ below opset 18.)
 """
 
 import json
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -20,6 +22,7 @@ from .. import __version__
 from .builder import DOMAIN, INT64, Component, Ops, typed_value
 from .config import ExportOptions, LayerSpec, ModelSpec, fixed_steps
 from .functions import (
+    block_density_component,
     block_forward_component,
     block_inverse_component,
     block_inverse_fixed_component,
@@ -239,6 +242,38 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
         value.name, value.doc_string = name, doc
         value.type, value.shape = ir.TensorType(dtype), ir.Shape(shape)
     model = builder.model([y, maxiter, atol, rtol], [x, iterations, residual], "inverse", metadata)
+    return ir.serde.serialize_model(model)
+
+
+def build_density(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
+    """``density.onnx``: x[batch, n] → log_prob[batch], log_det[batch], z[batch, n].
+
+    z = f(x), log_det = Σ_blocks log|det ∂y/∂x| (exact, the matrix determinant lemma), and
+    log_prob = log N(z; 0, I) + log_det: the flow's log-likelihood of each row.
+    """
+    builder = _ModelBuilder(spec, options)
+    ops = builder.ops
+    hidden = spec.blocks[0][0].weight.shape[0]  # the first layer maps n → hidden in both variants
+    density = block_density_component(spec.steps, hidden)
+    x = _batch_input(builder, "x", "input, float[batch, n]; batch is dynamic")
+    z, log_det = x, None
+    for index, parameters in enumerate(builder.block_parameters()):
+        z, block_log_det = ops.invoke(density, z, *parameters, scope=_block_scope(spec, index))
+        log_det = block_log_det if log_det is None else ops.Add(log_det, block_log_det)
+    prior = ops.scoped("log_prob")
+    squares = prior.reduce("ReduceSumSquare", z, [1], keepdims=0)
+    normaliser = prior.const(spec.input_size * math.log(2 * math.pi))
+    log_prior = prior.Mul(prior.const(-0.5), prior.Add(squares, normaliser))
+    log_prob = prior.Add(log_prior, log_det)
+    log_det = ops.Identity(log_det)  # an output of its own, not the input of log_prob's Add
+    for value, name, shape, doc in (
+        (log_prob, "log_prob", ["batch"], "log p(x) = log N(z; 0, I) + log_det, per row"),
+        (log_det, "log_det", ["batch"], "log|det ∂f/∂x|, per row (exact)"),
+        (z, "z", ["batch", spec.input_size], "z = f(x), the latent"),
+    ):
+        value.name, value.doc_string = name, doc
+        value.type, value.shape = ir.TensorType(builder.dtype), ir.Shape(shape)
+    model = builder.model([x], [log_prob, log_det, z], "density")
     return ir.serde.serialize_model(model)
 
 

@@ -6,6 +6,7 @@
 ``BlockForward``       y = x + g(x)
 ``BlockInverse``       x = y − g(x) by a fixed-point ``Loop`` with a data-dependent stop
 ``BlockInverseFixed``  the same iteration as a gated ``Scan`` of a fixed number of steps (no Loop)
+``BlockDensity``       y = x + g(x) and log|det ∂y/∂x| by the matrix determinant lemma
 
 Each mirrors an eager implementation line for line (``spectral.power_iteration``,
 ``LinearContraction.effective_weight``, ``iResNetBlock.forward`` / ``_fixed_point``), so eager and
@@ -283,4 +284,109 @@ def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int)
         doc=f"x with x + g(x) = y by {steps} gated fixed-point steps (no Loop); also the step "
         "count and residual.",
         outputs=3,
+    )  # fmt: skip
+
+
+# ϕ′ of each activation, as ONNX ops; torch's conventions at the kinks (see iresnet_onnx.density)
+def _activation_derivative(ops: Ops, name: str, u: ir.Value) -> ir.Value:
+    one, zero = ops.const(1.0), ops.const(0.0)
+    if name == "ReLU":
+        return ops.Where(ops.Greater(u, zero), one, zero)
+    if name in ("ELU", "CELU"):  # alpha = 1: exp(u) below 0
+        return ops.Where(ops.Greater(u, zero), one, ops.Exp(u))
+    if name == "LeakyReLU":
+        return ops.Where(ops.Greater(u, zero), one, ops.const(ACTIVATION_OPS[name][1]["alpha"]))
+    if name in ("Hardtanh", "ReLU6"):
+        low, high = (ops.const(v) for v in ACTIVATION_OPS[name][2])
+        return ops.Where(ops.And(ops.Greater(u, low), ops.Less(u, high)), one, zero)
+    if name == "Sigmoid":
+        s = ops.Sigmoid(u)
+        return ops.Mul(s, ops.Sub(one, s))
+    if name == "Softplus":  # torch: 1 above the threshold 20, where softplus(u) is u
+        return ops.Where(ops.Greater(u, ops.const(20.0)), one, ops.Sigmoid(u))
+    if name == "Softsign":
+        root = ops.Add(one, ops.Abs(u))
+        return ops.Div(one, ops.Mul(root, root))
+    if name == "Tanh":
+        t = ops.Tanh(u)
+        return ops.Sub(one, ops.Mul(t, t))
+    if name == "Identity":
+        return ops.Add(ops.Mul(u, zero), one)
+    raise ValueError(f"no ONNX derivative for activation {name}")
+
+
+def _log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
+    """log det(I + S) for a batch S[B, k, k] with ‖S‖₂ < 1, by an unrolled LU without pivoting.
+
+    Every leading principal submatrix of I + S is I + (a submatrix of S), of norm < 1, hence
+    nonsingular with positive determinant: elimination needs no pivoting, every pivot is > 0,
+    and log det = Σ log(pivot). Unrolled (k steps of Gather/Mul/Sub with constant masks), not
+    ONNX ``Det``: only onnxruntime has a Det kernel, and only for float32.
+    """
+    matrix = ops.Add(small, ops.const(np.eye(size)))
+    log_det = None
+    for j in range(size):
+        index = ops.const(j, INT64)
+        row = ops.Gather(matrix, index, axis=1)  # [B, k]
+        pivot = ops.Gather(row, index, axis=1)  # [B]
+        log_pivot = ops.Log(pivot)
+        log_det = log_pivot if log_det is None else ops.Add(log_det, log_pivot)
+        if j == size - 1:
+            break
+        below = ops.const((np.arange(size) > j).astype(np.float64))  # rows j+1… are eliminated
+        column = ops.Mul(ops.Gather(matrix, index, axis=2), below)  # [B, k]
+        factor = ops.Div(column, ops.Unsqueeze(pivot, ops.const([1], INT64)))
+        update = ops.Mul(
+            ops.Unsqueeze(factor, ops.const([2], INT64)), ops.Unsqueeze(row, ops.const([1], INT64))
+        )
+        matrix = ops.Sub(matrix, update)
+    return log_det
+
+
+def block_density_component(steps: Sequence[BottleneckStep], hidden: int) -> Component:
+    """``BlockDensity(x, parameters…) -> (y, log|det ∂y/∂x|)``: the block and its exact log-det.
+
+    The lemma of :mod:`iresnet_onnx.density`: ``lowrank`` det(I_k + W₂ D W₁); ``mlp``
+    det(I_h + (W₁W₃) D₂ W₂ D₁), with D = diag(ϕ′(u)) at each activation's input.
+    """
+    linear = [step for step in steps if isinstance(step, LinearStep)]
+    activations = [step for step in steps if isinstance(step, ActivationStep)]
+
+    def body(ops: Ops, x: ir.Value, *parameters: ir.Value) -> tuple[ir.Value, ir.Value]:
+        remaining = list(parameters)
+        matrices, derivatives = [], []
+        h = x
+        for step in steps:
+            if isinstance(step, LinearStep):
+                weight = remaining.pop(0)
+                bias = remaining.pop(0) if step.bias else None
+                # A′ (out × in) from the tall-form parameter the Gemm takes
+                matrices.append(weight if step.transpose else ops.Transpose(weight, perm=[1, 0]))
+                h = ops.Gemm(h, weight, bias, transB=int(step.transpose))
+            else:
+                derivatives.append(_activation_derivative(ops, step.name, h))
+                h = _activation(ops, step.name, h)
+        y = ops.Add(x, h)
+
+        def scale_columns(matrix: ir.Value, d: ir.Value) -> ir.Value:  # A·diag(d), per sample
+            return ops.Mul(
+                ops.Unsqueeze(matrix, ops.const([0], INT64)),
+                ops.Unsqueeze(d, ops.const([1], INT64)),
+            )
+
+        if len(linear) == 2:  # lowrank: W₂ D W₁
+            w2, w1 = matrices
+            small = ops.MatMul(scale_columns(w2, derivatives[0]), w1)
+        else:  # mlp: (W₁W₃) D₂ · W₂ D₁
+            w1, w2, w3 = matrices
+            d1, d2 = derivatives
+            small = ops.MatMul(scale_columns(ops.MatMul(w1, w3), d2), scale_columns(w2, d1))
+        return y, _log_det_unit_plus(ops, small, hidden)
+
+    if (len(linear), len(activations)) not in ((2, 1), (3, 2)):
+        raise ValueError("the density graph knows the lowrank and mlp bottlenecks only")
+    return Component(
+        "BlockDensity", ("x", *bottleneck_inputs(steps)), body,
+        doc="y = x + g(x) and log|det(I + ∂g/∂x)| by the matrix determinant lemma (unrolled LU).",
+        outputs=2,
     )  # fmt: skip

@@ -25,7 +25,10 @@ GRAPHS = {
     # graph kind → (input name, main output name)
     "forward": ("x", "y"),
     "inverse": ("y", "x"),
+    "density": ("x", "log_prob"),
 }
+PER_SAMPLE = {"forward": ("y",), "inverse": ("x",), "density": ("log_prob", "log_det", "z")}
+"""The outputs with one entry per input row (the rest, like ``iterations``, are per block)."""
 
 
 @dataclass(frozen=True)
@@ -243,23 +246,31 @@ class Session(ABC):
         return self._run(batch, {})[self.main_output]
 
     def run_all(self, array: Any, **solver: Any) -> dict[str, np.ndarray]:
-        """Every output by name; the main one reshaped to the input's leading dims.
+        """Every output by name; the per-row ones reshaped to the input's leading dims.
 
         ``solver`` (inverse only): ``maxiter``, ``atol``, ``rtol`` overriding the model's defaults.
         """
         batch, leading = self._prepare(array)
         solver = check_solver_inputs(self.direction, solver, self.info.dtype, self.info.maxiter_cap)
         if batch.shape[0] == 0:
-            outputs = {self.main_output: np.empty_like(self._numpy(batch))}
-            if self.direction == "inverse":
-                outputs["iterations"] = np.zeros(self.info.nblocks, np.int64)
-                outputs["residual"] = np.zeros(self.info.nblocks, self.info.dtype)
+            outputs = self._empty_outputs()
         else:
             outputs = self._run(batch, solver)
         if len(leading) != 1:
-            outputs[self.main_output] = outputs[self.main_output].reshape(
-                *leading, self.info.input_size
-            )
+            for name in PER_SAMPLE[self.direction]:
+                outputs[name] = outputs[name].reshape(*leading, *outputs[name].shape[1:])
+        return outputs
+
+    def _empty_outputs(self) -> dict[str, np.ndarray]:
+        """What every graph returns for zero rows (the graphs themselves expect batch ≥ 1)."""
+        dtype, n, blocks = self.info.dtype, self.info.input_size, self.info.nblocks
+        if self.direction == "density":
+            return {"log_prob": np.empty(0, dtype), "log_det": np.empty(0, dtype),
+                    "z": np.empty((0, n), dtype)}  # fmt: skip
+        outputs = {self.main_output: np.empty((0, n), dtype)}
+        if self.direction == "inverse":
+            outputs["iterations"] = np.zeros(blocks, np.int64)
+            outputs["residual"] = np.zeros(blocks, dtype)
         return outputs
 
     def _warn_if_unreliable(self, outputs: dict[str, np.ndarray], solver: dict[str, Any]) -> None:

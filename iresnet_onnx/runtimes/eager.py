@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
+from ..density import forward_and_log_det, gaussian_log_density
 from ..iresnet import iResNet, iResNetBlock
-from .base import ModelInfo, Session, read_model
+from .base import GRAPHS, ModelInfo, Session, read_model
 
 CHECKPOINT_NAME = "model.pt"
 
@@ -35,9 +36,9 @@ class EagerSession(Session):
     ):
         if isinstance(source, (iResNet, iResNetBlock)):
             model = copy.deepcopy(source)  # the session sets eval mode and a device: not on yours
-            if direction not in ("forward", "inverse"):
+            if direction not in GRAPHS:
                 raise ValueError(
-                    "a torch session of a model object needs direction='forward' or 'inverse'"
+                    f"a torch session of a model object needs a direction: {', '.join(GRAPHS)}"
                 )
             dtype = np.dtype(str(next(model.parameters()).dtype).removeprefix("torch."))
             info = ModelInfo(
@@ -56,11 +57,24 @@ class EagerSession(Session):
         self.device = device
         self.model = model.to(device).eval()
 
+    def _forward_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.model, iResNet):
+            return self.model.forward_and_log_det(x)
+        return forward_and_log_det(self.model, x)
+
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         tensor = torch.as_tensor(batch).to(self.device)
         with torch.no_grad():
             if self.direction == "forward":
                 return {"y": self.model(tensor).cpu().numpy()}
+            if self.direction == "density":
+                z, log_det = self._forward_and_log_det(tensor)
+                log_prob = gaussian_log_density(z) + log_det
+                return {
+                    "log_prob": log_prob.cpu().numpy(),
+                    "log_det": log_det.cpu().numpy(),
+                    "z": z.cpu().numpy(),
+                }
             x, iterations, residual = self.model.inverse_with_stats(
                 tensor, solver.get("maxiter"), solver.get("atol"), solver.get("rtol")
             )

@@ -104,12 +104,14 @@ def test_every_runtime_runs_what_it_can_and_says_why_not(exported, model, option
     assert all(row.passed for row in report.rows), str(report)
     unsupported = {(entry["runtime"], entry["graph"]) for entry in report.unsupported}
     if "tract:cpu" in ALL:
-        loops = options.get("spectral_norm") != "folded", options.get("inverse") != "fixed"
-        expected = {("tract:cpu", "forward.onnx")} if loops[0] else set()
-        expected |= {("tract:cpu", "inverse.onnx")} if any(loops) else set()
+        power_loop = options.get("spectral_norm") != "folded"  # in forward, inverse, density
+        inverse_loop = options.get("inverse") != "fixed"
+        expected = {("tract:cpu", g) for g in ("forward.onnx", "density.onnx") if power_loop}
+        expected |= {("tract:cpu", "inverse.onnx")} if power_loop or inverse_loop else set()
         assert unsupported == expected
         assert all("Loop" in entry["reason"] for entry in report.unsupported)
     else:
         assert unsupported == set()
-    neither = {r for r in ALL if {(r, "forward.onnx"), (r, "inverse.onnx")} <= unsupported}
+    graphs = {"forward.onnx", "inverse.onnx", "density.onnx"}
+    neither = {r for r in ALL if {(r, graph) for graph in graphs} <= unsupported}
     assert {row.runtime for row in report.rows} == set(ALL) - neither

@@ -36,11 +36,11 @@ def tamper(src_dir, dst_dir, name, factor):
 def test_report_passes_and_serialises(model_and_dir):
     model, out_dir = model_and_dir
     report = check(model, out_dir, runtimes=["onnxruntime:cpu", "reference:cpu"], batch_sizes=(3,))
-    assert report.passed and len(report.rows) == 2 * 2 * 4  # runtimes × shapes × rows
+    assert report.passed and len(report.rows) == 2 * 2 * 6  # runtimes × shapes × rows
     data = json.loads(json.dumps(report.to_dict()))
     assert data["passed"] is True and data["dtype"] == "float32"
     directions = {row["direction"] for row in data["rows"]}
-    assert directions == {"forward", "inverse", "capped", "roundtrip"}
+    assert directions == {"forward", "inverse", "capped", "roundtrip", "density", "jacobian"}
     for row in report.rows:
         if row.direction == "capped":  # atol = rtol = 0, maxiter 3: exactly three steps each
             assert row.iterations == row.eager_iterations == [3, 3]
@@ -118,6 +118,8 @@ MUTATIONS = {
     "one-step-short": ("inverse.onnx", mutations.one_step_short, {"capped"}),
     "wrong-activation-forward": ("forward.onnx", mutations.wrong_activation, {"forward"}),
     "wrong-activation-inverse": ("inverse.onnx", mutations.wrong_activation, {"inverse"}),
+    "wrong-activation-density": ("density.onnx", mutations.wrong_activation, {"density"}),
+    "pivot-not-logged": ("density.onnx", mutations.pivot_not_logged, {"density", "jacobian"}),
 }
 
 
