@@ -42,6 +42,7 @@ NEEDS = {
     "verify": {"torch": "torch"},  # without --golden: parity against the checkpoint
     "verify --golden": {"onnx": "onnxruntime"},
     "inspect": {"onnx": "onnxruntime"},
+    "score": {"onnx": "onnxruntime"},
 }
 
 
@@ -318,6 +319,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import score_file
+
+    summary = score_file(
+        args.dir, args.data, args.out, runtime=args.runtime, batch_size=args.batch_size,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"scored {summary.rows:,} rows on {summary.runtime} in {summary.seconds:.2f} s "
+        f"({summary.rows_per_second:,.0f} rows/s): {summary.out}"
+    )
+    return EXIT_OK
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspection import inspect_path, render
 
@@ -463,6 +478,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=positive_int, default=2)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
+
+    score = command(
+        "score", "log p(x) of every row of a data file through the export's density.onnx (no torch)"
+    )
+    score.add_argument("dir", help="an export folder")
+    score.add_argument("data", help="a .npy or .csv file of shape [N, n]")
+    score.add_argument("--out", required=True, help="where to write the scores (.npy or .csv)")
+    score.add_argument("--runtime", default="onnxruntime:cpu", help="default onnxruntime:cpu")
+    score.add_argument(
+        "--batch-size", type=positive_int, default=4096, dest="batch_size",
+        help="rows per call (default 4096)",
+    )  # fmt: skip
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(handler=cmd_score)
 
     inspect = command("inspect", "what an export folder or ONNX file contains")
     inspect.add_argument("path", help="an export folder or a .onnx file")

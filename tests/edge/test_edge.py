@@ -132,3 +132,16 @@ def test_import_time_is_close_to_the_runtime_itself():
     modules = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert not {m for m in modules if m.split(".")[0] in ("torch", "onnx", "onnxruntime")}
     assert Path(result.args[0]).exists()
+
+
+def test_score_without_torch_reproduces_the_golden_log_probs(edge_exports, capsys, tmp_path):
+    from iresnet_onnx.golden import read_case
+
+    inputs, outputs = read_case(edge_exports["loop"] / "golden" / "density" / "test_data_set_2")
+    np.save(tmp_path / "rows.npy", inputs["x"])
+    code, out, err = cli(
+        capsys, "score", edge_exports["loop"], tmp_path / "rows.npy", "--out", tmp_path / "s.npy"
+    )
+    assert code == 0, err
+    assert "scored 64 rows" in out
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), outputs["log_prob"], atol=1e-4)
