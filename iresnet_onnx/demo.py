@@ -3,8 +3,9 @@
 ``iresnet-onnx demo [--out DIR]`` writes to DIR:
 
 ``model.pt``                    the trained flow (checkpoint)
-``onnx/``, ``onnx-folded/``     export folders (loop-mode and folded spectral norm), each with its
-                                forward.onnx, inverse.onnx, model.pt and manifest.json
+``onnx/``, ``onnx-folded/``,     export folders: loop-mode and folded spectral norm, and the
+``onnx-portable/``              portable one (no Loop at all, plus .ort files), each with its
+                                forward/inverse/density.onnx, golden vectors, model.pt, manifest
 ``report.md``, ``report.json``  training, parity tables per runtime, latency table
 ``demo.png``                    the data, its latent space f(x), samples drawn by running
                                 inverse.onnx on onnxruntime, and the training curve
@@ -54,9 +55,10 @@ def run_demo(out: Path, *, epochs: int = 40, samples: int = 4096, seed: int = 0)
         ("model.pt", "trained checkpoint"),
         ("onnx/", "loop-mode export (forward.onnx, inverse.onnx, model.pt, manifest.json)"),
         ("onnx-folded/", "folded-mode export"),
+        ("onnx-portable/", "portable export: no Loop (runs on tract too), .ort files"),
         ("report.md", "parity and latency tables"),
         ("report.json", "the same, as data"),
-        ("demo.png", "data, latent space, samples from inverse.onnx, training curve"),
+        ("demo.png", "data, learned density, latent space, samples, training curve"),
     ):
         print(f"  {out / name}  {what}")
     return summary
@@ -76,31 +78,41 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
     save_checkpoint(model, out / "model.pt")
 
     names = [name for name in rt.available() if not name.startswith("torch:")]
-    _step(3, total, "exporting forward.onnx and inverse.onnx (loop and folded spectral norm), "
-                    f"each validated against eager PyTorch on {', '.join(names)}")  # fmt: skip
+    with_loop = [name for name in names if not name.startswith("tract:")]  # tract has no Loop
+    _step(3, total, "exporting forward/inverse/density.onnx three ways, each validated against "
+                    f"eager PyTorch: loop and folded spectral norm on {', '.join(with_loop)}; "
+                    f"portable (no Loop, also .ort) on {', '.join(names)}")  # fmt: skip
     # export() raises ParityError on a miss, so reaching step 4 means every row passed
     exports = {
-        "loop": export(model, out / "onnx", spectral_norm="loop", runtimes=names),
-        "folded": export(model, out / "onnx-folded", spectral_norm="folded", runtimes=names),
-    }
+        mode: export(model, out / folder, runtimes=runtimes, **options)
+        for mode, folder, runtimes, options in (
+            ("loop", "onnx", with_loop, {}),
+            ("folded", "onnx-folded", with_loop, {"spectral_norm": "folded"}),
+            ("portable", "onnx-portable", names,
+             {"spectral_norm": "folded", "inverse": "fixed", "ort_format": True}),
+        )
+    }  # fmt: skip
     reports = {mode: result.report for mode, result in exports.items()}
     _step(4, total, "parity: " + ", ".join(
         f"{mode} {len(report.rows)} rows passed" for mode, report in reports.items()
     ))  # fmt: skip
 
-    _step(5, total, "latency: eager PyTorch vs onnxruntime (median of repeats, 2 threads)")
+    _step(
+        5, total, "latency: eager PyTorch vs each runtime (median of blocks in rounds, 2 threads)"
+    )
     bench = {
         mode: bench_export(result.out_dir, repeats=30, progress=True)
         for mode, result in exports.items()
     }
 
-    _step(6, total, "sampling: prior samples through inverse.onnx on onnxruntime, and the picture")
+    _step(6, total, "sampling (inverse.onnx), the learned density (density.onnx), the picture")
     forward = rt.load(exports["loop"].forward)
     inverse = rt.load(exports["loop"].inverse)
     latent = forward.run(data)
     prior = np.random.default_rng(seed + 1).standard_normal((SAMPLES_TO_DRAW, 2)).astype(np.float32)
     generated = inverse.run_all(prior)
-    picture = _plot(out / "demo.png", data, latent, generated["x"], trained.losses)
+    grid = _density_grid(rt.load(exports["loop"].out_dir / "density.onnx"))
+    picture = _plot(out / "demo.png", data, latent, generated["x"], trained.losses, grid)
 
     seconds = time.perf_counter() - started
     summary = {
@@ -112,7 +124,8 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
             "nll_first": trained.losses[0], "nll_last": trained.losses[-1],
         },
         "exports": {
-            mode: {"dir": str(r.out_dir), "export_seconds": round(r.seconds, 3)} for mode, r in exports.items()
+            mode: {"dir": r.out_dir.name, "export_seconds": round(r.seconds, 3)}
+            for mode, r in exports.items()
         },
         "parity": {mode: report.to_dict() for mode, report in reports.items()},
         "bench": {mode: rows_to_dicts(rows) for mode, rows in bench.items()},
@@ -122,6 +135,7 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
             "inverse_residual_max": float(generated["residual"].max()),
         },
         "picture": picture.name,
+        "density_grid": {"mass_inside": float(grid[2].sum() * grid[3] ** 2)},
         "latent_inside_circles": _inside_circles(latent),
     }  # fmt: skip
     (out / REPORT_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -178,60 +192,99 @@ def _inside_circles(latent: np.ndarray) -> dict[str, float]:
     return {f"r<{r}": float((radius < r).mean()) for r in GAUSSIAN_2D_INSIDE}
 
 
+GRID = 241
+"""Points per axis of the density grid over [−3.5, 3.5]² (58k rows through density.onnx)."""
+
+
+def _density_grid(density: rt.Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(x₁, x₂, p(x), spacing) on a grid, p from density.onnx: what the flow learned."""
+    axis = np.linspace(-3.5, 3.5, GRID, dtype=np.float32)
+    x1, x2 = np.meshgrid(axis, axis)
+    points = np.stack([x1.ravel(), x2.ravel()], axis=1)
+    log_prob = density.run(points)
+    return x1, x2, np.exp(log_prob).reshape(x1.shape), float(axis[1] - axis[0])
+
+
 def _plot(
-    path: Path, data: np.ndarray, latent: np.ndarray, samples: np.ndarray, losses: list[float]
+    path: Path,
+    data: np.ndarray,
+    latent: np.ndarray,
+    samples: np.ndarray,
+    losses: list[float],
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray, float],
 ) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 4, figsize=(18, 5.2))
+    figure, axes = plt.subplots(2, 3, figsize=(16, 10.5))
+    (data_ax, density_ax, latent_ax), (samples_ax, loss_ax, text_ax) = axes
     style = {"s": 2, "alpha": 0.5}
     note = {"fontsize": 9, "ha": "center", "va": "top"}
 
-    axes[0].scatter(data[:, 0], data[:, 1], color="tab:blue", **style)
-    axes[0].set_title("1. training data x (two moons)")
-    axes[0].set_xlabel("x₁")
-    axes[0].set_ylabel("x₂")
+    def caption(ax, text: str) -> None:
+        ax.text(0.5, -0.13, text, transform=ax.transAxes, **note)
 
-    axes[1].scatter(latent[:, 0], latent[:, 1], color="tab:orange", **style)
+    data_ax.scatter(data[:, 0], data[:, 1], color="tab:blue", **style)
+    data_ax.set_title("1. training data x (two moons)")
+    caption(data_ax, "what the flow learns from")
+
+    x1, x2, p, spacing = grid
+    image = density_ax.pcolormesh(x1, x2, p, cmap="viridis", shading="auto")
+    figure.colorbar(image, ax=density_ax, fraction=0.046, pad=0.04, label="p(x)")
+    density_ax.set_title("2. learned density p(x)  (density.onnx)")
+    caption(density_ax, f"good: bright where panel 1 has points, dark elsewhere\n"
+            f"(the grid holds {p.sum() * spacing**2:.0%} of the probability mass)")  # fmt: skip
+
+    latent_ax.scatter(latent[:, 0], latent[:, 1], color="tab:orange", **style)
     circle = np.linspace(0, 2 * np.pi, 200)
     inside = _inside_circles(latent)
     for radius, share in GAUSSIAN_2D_INSIDE.items():
-        axes[1].plot(radius * np.cos(circle), radius * np.sin(circle), color="gray", lw=0.7)
-        measured = inside[f"r<{radius}"]
-        axes[1].annotate(
-            f"r={radius}: {measured:.0%} inside (ideal {share:.0%})", (radius * 0.71, radius * 0.71),
-            fontsize=8, color="dimgray", xytext=(4, 4), textcoords="offset points",
+        latent_ax.plot(radius * np.cos(circle), radius * np.sin(circle), color="gray", lw=0.7)
+        latent_ax.annotate(
+            f"r={radius}: {inside[f'r<{radius}']:.0%} inside (ideal {share:.0%})",
+            (radius * 0.71, radius * 0.71), fontsize=8, color="dimgray", xytext=(4, 4),
+            textcoords="offset points",
         )  # fmt: skip
-    axes[1].set_title("2. the data mapped to z = f(x)  (forward.onnx)")
-    axes[1].set_xlabel("z₁")
-    axes[1].set_ylabel("z₂")
+    latent_ax.set_title("3. the data mapped to z = f(x)  (forward.onnx)")
+    caption(latent_ax, "good: a round, even cloud like N(0, I), the shares inside the circles\n"
+            "near the ideal (streaks and gaps: mass the flow has not spread out)")  # fmt: skip
 
-    axes[2].scatter(samples[:, 0], samples[:, 1], color="tab:green", **style)
-    axes[2].set_title("3. new samples x = f⁻¹(z), z ~ N(0, I)  (inverse.onnx)")
-    axes[2].set_xlabel("x₁")
-    axes[2].set_ylabel("x₂")
-    for ax in axes[:3]:
+    samples_ax.scatter(samples[:, 0], samples[:, 1], color="tab:green", **style)
+    samples_ax.set_title("4. new samples x = f⁻¹(z), z ~ N(0, I)  (inverse.onnx)")
+    caption(samples_ax, "good: looks like panel 1 (points between the\nmoons are the flow's error)")
+
+    for ax, (xlabel, ylabel) in zip(
+        (data_ax, density_ax, latent_ax, samples_ax),
+        (("x₁", "x₂"), ("x₁", "x₂"), ("z₁", "z₂"), ("x₁", "x₂")),
+    ):
         ax.set_aspect("equal")
         ax.set_xlim(-3.5, 3.5)
         ax.set_ylim(-3.5, 3.5)
-    captions = (
-        "what the flow learns from",
-        "good: a round, even cloud like N(0, I), with the\nshares inside the circles near the ideal "
-        "(streaks\nand gaps: mass the flow has not spread out yet)",
-        "good: looks like panel 1 (points between the\nmoons are the flow's remaining error)",
-    )
-    for ax, caption in zip(axes[:3], captions):
-        ax.text(0.5, -0.16, caption, transform=ax.transAxes, **note)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
 
-    axes[3].plot(np.arange(1, len(losses) + 1), losses, color="tab:red")
-    axes[3].set_xlabel("epoch")
-    axes[3].set_ylabel("negative log-likelihood (nats)")
-    axes[3].set_title("4. training: lower is better")
-    axes[3].text(0.5, -0.16, "good: falls, then flattens", transform=axes[3].transAxes, **note)
+    loss_ax.plot(np.arange(1, len(losses) + 1), losses, color="tab:red")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("negative log-likelihood (nats)")
+    loss_ax.set_title("5. training: lower is better")
+    caption(loss_ax, "good: falls, then flattens")
+
+    text_ax.axis("off")
+    text_ax.text(
+        0.0, 1.0,
+        "How to read this\n\n"
+        "An invertible residual network f learns to map the\n"
+        "data (1) to a standard normal cloud (3). Because f is\n"
+        "invertible, running it backwards turns random normal\n"
+        "points into new data (4), and the change-of-variables\n"
+        "formula gives the density of any point (2).\n\n"
+        "Panels 2–4 come from the exported ONNX graphs run by\n"
+        "onnxruntime, not from PyTorch: the deployed model.",
+        va="top", ha="left", fontsize=11, transform=text_ax.transAxes,
+    )  # fmt: skip
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

@@ -21,7 +21,7 @@ from torch.nn import functional
 
 from .layers import LinearContraction
 
-__all__ = ["activation_derivative", "forward_and_log_det", "gaussian_log_density"]
+__all__ = ["activation_derivative", "forward_and_log_det", "gaussian_log_density", "log_abs_det"]
 
 
 def activation_derivative(activation: nn.Module, u: Tensor) -> Tensor:
@@ -78,8 +78,27 @@ def forward_and_log_det(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         coupled = w1 @ w3  # W₁W₃: h×h, the same for every sample
         small = (coupled * d2.unsqueeze(-2)) @ (w2 * d1.unsqueeze(-2))  # W₁W₃ D₂ W₂ D₁
     identity = torch.eye(small.shape[-1], dtype=small.dtype, device=small.device)
-    _, log_det = torch.linalg.slogdet(identity + small)
-    return y, log_det
+    return y, log_abs_det(identity + small)
+
+
+BATCHED_SLOGDET_LIMIT = 128
+"""torch 2.13's CPU slogdet of a *batch* of matrices larger than about 128×128 is wrong with more
+than one intra-op thread (MKL's batched LU: "Parameter 6 was incorrect on entry to SLASWP", and
+log-dets off by units); one matrix at a time is right."""
+
+
+def log_abs_det(matrices: Tensor) -> Tensor:
+    """log|det| of each matrix of ``[..., m, m]``, differentiable; see
+    :data:`BATCHED_SLOGDET_LIMIT` for why large matrices go one at a time."""
+    if matrices.shape[-1] <= BATCHED_SLOGDET_LIMIT or matrices.device.type != "cpu":
+        return torch.linalg.slogdet(matrices)[1]
+    flat = matrices.reshape(-1, *matrices.shape[-2:])
+    values = [torch.linalg.slogdet(matrix)[1] for matrix in flat]
+    return (
+        torch.stack(values).reshape(matrices.shape[:-2])
+        if values
+        else flat.new_zeros(matrices.shape[:-2])
+    )
 
 
 def _weight(layer: LinearContraction) -> Tensor:

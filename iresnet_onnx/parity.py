@@ -38,6 +38,7 @@ import torch
 
 from . import runtimes as rt
 from .agreement import TOLERANCES, ParityReport, ParityRow, StepRule, compare, load_or_note
+from .density import log_abs_det
 from .errors import ParityError
 from .iresnet import iResNet, iResNetBlock
 from .runtimes.eager import EagerSession
@@ -166,7 +167,7 @@ def _density_references(
         flat = torch.from_numpy(x.reshape(-1, x.shape[-1])).double()
         # rows are independent: the Jacobian of Σ_rows f is every row's Jacobian side by side
         jacobian = torch.autograd.functional.jacobian(lambda v: double(v).sum(0), flat)
-        log_det = torch.linalg.slogdet(jacobian.permute(1, 0, 2))[1].reshape(x.shape[:-1])
+        log_det = log_abs_det(jacobian.permute(1, 0, 2)).reshape(x.shape[:-1])
         references.append((eager.run_all(x)["log_prob"], log_det.numpy()))
     return references
 

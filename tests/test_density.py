@@ -82,3 +82,18 @@ def test_block_and_model_agree_and_sum():
     with pytest.raises(ValueError, match=r"\[\.\.\., 5\]"):
         model.log_prob(torch.randn(2, 4, dtype=torch.float64))
     assert isinstance(model.blocks[0], iResNetBlock)
+
+
+def test_log_abs_det_of_large_batches_is_right_with_two_threads():
+    """torch 2.13's batched CPU slogdet is wrong above ~128×128 with 2 threads; ours is not."""
+    from iresnet_onnx.density import log_abs_det
+
+    matrices = torch.randn(6, 160, 160, dtype=torch.float64) * 0.05 + torch.eye(160)
+    expected = torch.stack([torch.linalg.slogdet(m)[1] for m in matrices])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        actual = log_abs_det(matrices.reshape(2, 3, 160, 160))
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(actual.reshape(6), expected, rtol=0, atol=1e-10)

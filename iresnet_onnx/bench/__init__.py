@@ -1,0 +1,39 @@
+"""Benchmarks: sound timing (``timing``), what is timed (``models``), the latency of exports and
+the performance suite (``latency``), density and training speed (``density``)."""
+
+from .density import density_suite, training_speed
+from .latency import BASELINE, bench_export, bench_suite, suite_report, targets
+from .models import Baseline, jacobian_log_prob, scale_weights, suite_model, torch_threads
+from .timing import (
+    BenchRow,
+    Timing,
+    format_matrix,
+    format_table,
+    machine,
+    ratio,
+    rows_to_dicts,
+    time_in_blocks,
+)
+
+__all__ = [
+    "BASELINE",
+    "Baseline",
+    "BenchRow",
+    "Timing",
+    "bench_export",
+    "bench_suite",
+    "density_suite",
+    "format_matrix",
+    "format_table",
+    "jacobian_log_prob",
+    "machine",
+    "ratio",
+    "rows_to_dicts",
+    "scale_weights",
+    "suite_model",
+    "suite_report",
+    "targets",
+    "time_in_blocks",
+    "torch_threads",
+    "training_speed",
+]

@@ -1,0 +1,202 @@
+"""Timing that holds up on a shared machine: each candidate in its own block after a pause, in
+rounds, ratios per round with their range, unstable cells flagged; and the tables that show them.
+
+No torch here: the Ray benchmark times onnxruntime-only workers with it too.
+"""
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BenchRow",
+    "Timing",
+    "format_matrix",
+    "format_table",
+    "machine",
+    "ratio",
+    "repeats_for",
+    "rows_to_dicts",
+    "time_in_blocks",
+]
+
+
+UNSTABLE_RANGE = 1.5
+"""A ratio whose rounds disagree by more than this factor (max/min) is flagged unstable."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of one candidate: the median over every timed call, the 10th and 90th
+    percentiles, and the median of each round (for ratios per round)."""
+
+    median: float
+    low: float
+    high: float
+    rounds: tuple[float, ...]
+
+
+def time_in_blocks(
+    fns: dict[str, Callable[[], Any]],
+    calls: int,
+    rounds: int = 5,
+    warmup: int = 1,
+    pause: float = 0.02,
+) -> dict[str, Timing]:
+    """Time each function in ``rounds`` rounds; within a round each runs in its own block of
+    ``calls / rounds`` back-to-back calls after a short pause, the first ``warmup`` untimed.
+
+    Blocks, not call-by-call turns: alternating torch and onnxruntime call by call lets each
+    one's spinning worker threads slow the other. Rounds, not one block each: the machine's load
+    drifts, and a ratio taken within each round sees the same drift on both sides.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    per_round: dict[str, list[float]] = {name: [] for name in fns}
+    per_block = max(1, -(-calls // rounds))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(pause)  # let the previous candidate's worker threads go idle
+            for _ in range(warmup):
+                fn()
+            block = []
+            for _ in range(per_block):
+                started = time.perf_counter()
+                fn()
+                block.append(time.perf_counter() - started)
+            samples[name] += block
+            per_round[name].append(statistics.median(block))
+    result = {}
+    for name, values in samples.items():
+        low, high = np.percentile(values, [10, 90])
+        result[name] = Timing(
+            statistics.median(values), float(low), float(high), tuple(per_round[name])
+        )
+    return result
+
+
+def ratio(reference: Timing, candidate: Timing) -> tuple[float, float, float]:
+    """reference / candidate: the median of the per-round ratios, and their min and max."""
+    ratios = [r / c for r, c in zip(reference.rounds, candidate.rounds)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+@dataclass
+class BenchRow:
+    implementation: str
+    direction: str
+    width: int
+    batch: int
+    median_us: float
+    ratio: float | None = None
+    """reference time / this time, median over rounds of the same run (> 1: faster)."""
+    iterations: float | None = None
+    """Mean fixed-point steps per block (inverse rows)."""
+    p10_us: float | None = None
+    p90_us: float | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+
+    @property
+    def unstable(self) -> bool:
+        """Whether the rounds disagree on the ratio by more than :data:`UNSTABLE_RANGE`."""
+        if self.ratio_low is None or self.ratio_high is None or self.ratio_low <= 0:
+            return False
+        return self.ratio_high / self.ratio_low > UNSTABLE_RANGE
+
+    @classmethod
+    def of(
+        cls, name: str, direction: str, width: int, batch: int, timing: Timing,
+        reference: Timing, iterations: float | None = None,
+    ) -> "BenchRow":  # fmt: skip
+        middle, low, high = ratio(reference, timing)
+        return cls(
+            name, direction, width, batch, timing.median * 1e6, middle, iterations,
+            timing.low * 1e6, timing.high * 1e6, low, high,
+        )  # fmt: skip
+
+
+def repeats_for(batch: int, width: int, repeats: int) -> int:
+    """Fewer repeats for the big cases, so a full suite stays within a few minutes."""
+    return max(5, repeats // max(1, (batch * width) // 16384))
+
+
+def machine() -> dict[str, Any]:
+    """CPU, cores and the versions of what is timed (those that are installed)."""
+    from importlib import metadata
+
+    about: dict[str, Any] = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    for package in ("torch", "onnxruntime", "openvino", "tract", "ray"):
+        try:
+            about[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return about
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_table(rows: list[BenchRow], reference: str = "baseline") -> str:
+    """A markdown table of the rows; ``reference`` names what the ratios compare against. Spread:
+    the 10th–90th percentile of the calls; the ratio's range over rounds; ⚠ marks unstable cells."""
+    lines = [
+        f"| implementation | direction | width | batch | median µs (p10–p90) | ratio to {reference} "
+        "(range over rounds) | steps/block |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        spread = "" if row.p10_us is None else f" ({row.p10_us:,.1f}–{row.p90_us:,.1f})"
+        ratio_text = "" if row.ratio is None else f"{row.ratio:.2f}×"
+        if row.ratio_low is not None and row.ratio_high is not None:
+            ratio_text += f" ({row.ratio_low:.2f}–{row.ratio_high:.2f})"
+        if row.unstable:
+            ratio_text += " ⚠ unstable"
+        steps = "" if row.iterations is None else f"{row.iterations:.1f}"
+        lines.append(
+            f"| {row.implementation} | {row.direction} | {row.width} | {row.batch} | "
+            f"{row.median_us:,.1f}{spread} | {ratio_text} | {steps} |"
+        )
+    return "\n".join(lines)
+
+
+def format_matrix(rows: list[BenchRow], width: int) -> str:
+    """One markdown table per width: implementations × (direction, batch), "µs (ratio)" cells."""
+    rows = [row for row in rows if row.width == width]
+    columns = sorted(
+        {(row.direction, row.batch) for row in rows}, key=lambda c: (c[0] != "forward", c[1])
+    )
+    cells = {(row.implementation, row.direction, row.batch): row for row in rows}
+    names = list(dict.fromkeys(row.implementation for row in rows))
+    lines = [
+        "| n = " + str(width) + " | " + " | ".join(f"{d} B={b}" for d, b in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name in names:
+        row_cells = []
+        for direction, batch in columns:
+            row = cells.get((name, direction, batch))
+            row_cells.append("" if row is None else f"{row.median_us:,.0f} µs ({row.ratio:.2f}×)")
+        lines.append(f"| {name} | " + " | ".join(row_cells) + " |")
+    return "\n".join(lines)
+
+
+def rows_to_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
+    return [asdict(row) for row in rows]
