@@ -6,7 +6,8 @@ bottleneck, so det(I_n + A·B) = det(I_k + B·A) turns an n×n determinant into 
 - ``lowrank``  g = ϕ(W₁W₂x + …), J_g = D W₁ W₂        → det(I_k + W₂ D W₁)              (k = hidden)
 - ``mlp``      g = W₃ϕ(W₂ϕ(W₁x)), J_g = W₃ D₂ W₂ D₁ W₁ → det(I_h + (W₁W₃) D₂ W₂ D₁)       (h = hidden)
 
-with D = diag(ϕ′(u)) at the activation's input u. Each block is a contraction plus the identity,
+with D = diag(ϕ′(u)) at the activation's input u. Where the hidden size exceeds n (a 2-D flow
+with 32 hidden units), the n×n form det(I_n + J_g) is the smaller one and is used instead. Each block is a contraction plus the identity,
 so the determinant is positive; log|det| is its log. The cost per sample is O(n·k² ) (lowrank) or
 O(h³) (mlp) instead of n vector-Jacobian products and an n×n determinant. ϕ′ follows torch's own
 conventions at the kinks (ReLU′(0) = 0, Hardtanh′(±1) = 0, LeakyReLU′(0) = slope, Softplus′ = 1
@@ -68,15 +69,22 @@ def forward_and_log_det(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
             derivatives.append(activation_derivative(module, h))
             h = module(h)
     y = x + h
+    n, hidden = x.shape[-1], weights[0].shape[0]
     if block.HP["variant"] == "lowrank":
         w2, w1 = weights  # W₂: k×n (applied first), W₁: n×k
         (d,) = derivatives
-        small = (w2 * d.unsqueeze(-2)) @ w1  # W₂ D W₁: [..., k, k]
+        if hidden <= n:
+            small = (w2 * d.unsqueeze(-2)) @ w1  # W₂ D W₁: [..., k, k]
+        else:
+            small = d.unsqueeze(-1) * (w1 @ w2)  # D W₁W₂: [..., n, n]
     else:
         w1, w2, w3 = weights
         d1, d2 = derivatives
-        coupled = w1 @ w3  # W₁W₃: h×h, the same for every sample
-        small = (coupled * d2.unsqueeze(-2)) @ (w2 * d1.unsqueeze(-2))  # W₁W₃ D₂ W₂ D₁
+        if hidden <= n:
+            coupled = w1 @ w3  # W₁W₃: h×h, the same for every sample
+            small = (coupled * d2.unsqueeze(-2)) @ (w2 * d1.unsqueeze(-2))  # W₁W₃ D₂ W₂ D₁
+        else:
+            small = (w3 * d2.unsqueeze(-2)) @ ((w2 * d1.unsqueeze(-2)) @ w1)  # W₃D₂ · W₂D₁W₁
     identity = torch.eye(small.shape[-1], dtype=small.dtype, device=small.device)
     return y, log_abs_det(identity + small)
 

@@ -254,7 +254,7 @@ def build_density(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     builder = _ModelBuilder(spec, options)
     ops = builder.ops
     hidden = spec.blocks[0][0].weight.shape[0]  # the first layer maps n → hidden in both variants
-    density = block_density_component(spec.steps, hidden)
+    density = block_density_component(spec.steps, spec.input_size, hidden)
     x = _batch_input(builder, "x", "input, float[batch, n]; batch is dynamic")
     z, log_det = x, None
     for index, parameters in enumerate(builder.block_parameters()):

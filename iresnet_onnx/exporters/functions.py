@@ -343,11 +343,12 @@ def _log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
     return log_det
 
 
-def block_density_component(steps: Sequence[BottleneckStep], hidden: int) -> Component:
+def block_density_component(steps: Sequence[BottleneckStep], width: int, hidden: int) -> Component:
     """``BlockDensity(x, parameters…) -> (y, log|det ∂y/∂x|)``: the block and its exact log-det.
 
     The lemma of :mod:`iresnet_onnx.density`: ``lowrank`` det(I_k + W₂ D W₁); ``mlp``
-    det(I_h + (W₁W₃) D₂ W₂ D₁), with D = diag(ϕ′(u)) at each activation's input.
+    det(I_h + (W₁W₃) D₂ W₂ D₁), with D = diag(ϕ′(u)) at each activation's input; the n×n form
+    det(I_n + J_g) where the hidden size exceeds the width n.
     """
     linear = [step for step in steps if isinstance(step, LinearStep)]
     activations = [step for step in steps if isinstance(step, ActivationStep)]
@@ -374,14 +375,26 @@ def block_density_component(steps: Sequence[BottleneckStep], hidden: int) -> Com
                 ops.Unsqueeze(d, ops.const([1], INT64)),
             )
 
-        if len(linear) == 2:  # lowrank: W₂ D W₁
+        def scale_rows(matrix: ir.Value, d: ir.Value) -> ir.Value:  # diag(d)·A, per sample
+            return ops.Mul(
+                ops.Unsqueeze(matrix, ops.const([0], INT64)),
+                ops.Unsqueeze(d, ops.const([2], INT64)),
+            )
+
+        if len(linear) == 2:
             w2, w1 = matrices
-            small = ops.MatMul(scale_columns(w2, derivatives[0]), w1)
-        else:  # mlp: (W₁W₃) D₂ · W₂ D₁
+            if hidden <= width:  # W₂ D W₁: k×k
+                small = ops.MatMul(scale_columns(w2, derivatives[0]), w1)
+            else:  # D W₁W₂: n×n
+                small = scale_rows(ops.MatMul(w1, w2), derivatives[0])
+        else:
             w1, w2, w3 = matrices
             d1, d2 = derivatives
-            small = ops.MatMul(scale_columns(ops.MatMul(w1, w3), d2), scale_columns(w2, d1))
-        return y, _log_det_unit_plus(ops, small, hidden)
+            if hidden <= width:  # (W₁W₃) D₂ · W₂ D₁: h×h
+                small = ops.MatMul(scale_columns(ops.MatMul(w1, w3), d2), scale_columns(w2, d1))
+            else:  # W₃ D₂ · (W₂ D₁ W₁): n×n
+                small = ops.MatMul(scale_columns(w3, d2), ops.MatMul(scale_columns(w2, d1), w1))
+        return y, _log_det_unit_plus(ops, small, min(hidden, width))
 
     if (len(linear), len(activations)) not in ((2, 1), (3, 2)):
         raise ValueError("the density graph knows the lowrank and mlp bottlenecks only")
