@@ -436,3 +436,18 @@ def test_linodenet_keys_that_do_nothing_warn(hp, warning):
 def test_linodenet_keys_that_would_change_the_model_are_refused(hp, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         iResNet(4, **hp)
+
+
+def test_eval_fast_path_is_the_module_path_and_honours_hooks():
+    torch.manual_seed(11)
+    model = scale_weights(iResNet(6, nblocks=3, iResNetBlock={"variant": "mlp"}), 10.0).eval()
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        fast = model(x)  # eval, no autograd: iResNetBlock.frozen_forward
+        assert torch.equal(fast, model.blocks(x))  # the module path, bit for bit
+    seen = []
+    handle = model.blocks[1].bottleneck[1].register_forward_hook(lambda *args: seen.append(1))
+    with torch.no_grad():
+        assert torch.equal(model(x), fast)
+    handle.remove()
+    assert seen == [1]  # the hooked block took the module path
