@@ -364,23 +364,47 @@ class iResNetBlock(nn.Module):
     def _fixed_point(
         self, y: Tensor, weights: list[Tensor], maxiter: int, atol: float, rtol: float
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """x = y − g(x) from x₀ = y: (x, steps taken, final residual), without autograd."""
-        x = y
-        residual = torch.full((), math.inf, dtype=y.dtype, device=y.device)
+        """x = y − g(x) from x₀ = y, row by row, without autograd.
+
+        Each row (sample) stops at its first step whose residual max(|x_{k+1} − x_k| −
+        rtol·|x_k|) over the row is ≤ atol — or is NaN — while the others go on. A row's result
+        never depends on the rest of its batch, and the work follows the rows: rows that are done
+        leave the computation. Returns (x, the most steps any row took, the largest final row
+        residual; NaN if a row blew up).
+        """
+        width = y.shape[-1]
+        flat = y.reshape(-1, width)
+        rows = flat.shape[0]
+        if rows == 0:
+            zero = torch.zeros((), dtype=y.dtype, device=y.device)
+            return y, torch.tensor(0, device=y.device), zero
+        x = torch.empty_like(flat)  # each row is written once, when it stops
+        residuals = torch.empty(rows, dtype=y.dtype, device=y.device)
+        index = torch.arange(rows, device=y.device)  # the rows still running
+        y_active, x_active = flat, flat
+        r_active = torch.full((rows,), math.inf, dtype=y.dtype, device=y.device)
         k = 0
-        if y.numel() == 0:
-            residual = torch.zeros((), dtype=y.dtype, device=y.device)
-        else:
-            while k < maxiter:
-                x_next = y - self._g(x, weights)
-                # a max reduction, not `.all()`: one ReduceMax node in the exported Loop
-                residual = torch.amax(torch.abs(x_next - x) - rtol * torch.abs(x))
-                x = x_next
-                k += 1
-                # `not >`, not `<=`: a NaN residual stops too (as the ONNX Loop's Greater does)
-                if not bool(residual > atol):
-                    break
-        return x, torch.tensor(k, device=y.device), residual
+        while k < maxiter:
+            x_next = y_active - self._g(x_active, weights)
+            # a max reduction per row: one ReduceMax node in the exported Loop
+            r_active = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
+            x_active = x_next
+            k += 1
+            # `>`: a NaN residual is not "running" either (as the ONNX Loop's Greater)
+            running = r_active > atol
+            if bool(running.all()):
+                continue
+            stopped = ~running
+            x[index[stopped]] = x_active[stopped]
+            residuals[index[stopped]] = r_active[stopped]
+            index = index[running]
+            if index.numel() == 0:
+                break
+            x_active, y_active, r_active = x_active[running], y_active[running], r_active[running]
+        if index.numel() > 0:  # maxiter reached with rows still running
+            x[index] = x_active
+            residuals[index] = r_active
+        return x.reshape(y.shape), torch.tensor(k, device=y.device), torch.amax(residuals)
 
     @torch.jit.export
     def inverse_with_stats(

@@ -5,21 +5,24 @@ For every runtime and batch size, on fresh random inputs (never the export's sha
 ``forward``    ONNX ``y`` vs eager ``y``                           ≤ tol_f · max(1, |y|∞)
 ``inverse``    ONNX ``x`` vs eager ``x`` (model's solver settings) ≤ tol_i · max(1, |x|∞), and the
                step counts per block: eager's exactly (a graph exported with ``steps_per_check=K``
-               tests every K steps: eager's count rounded up to a multiple of K). One test apart
+               tests every K steps: eager's count rounded up to a multiple of K, within maxiter;
+               see :meth:`~iresnet_onnx.agreement.StepRule.graph_steps`). One test apart
                (±1 step, ±K) is admitted only for a block whose final residual lies within
                rounding of atol on either side — there the two stops are equally right — and then
                the x tolerance also admits those steps (each moves x by ≤ atol + rtol·|x|∞).
                Converged flags (residual ≤ atol; NaN is not converged) must agree likewise.
-``capped``     the inverse with ``maxiter=3`` (rounded up to K), atol = rtol = 0: both must stop
-               at exactly that many steps per block, with the same x (a graph whose Loop runs a
-               step short, or ignores maxiter, fails here)
+``capped``     the inverse with ``maxiter=3``, atol = rtol = 0: both must stop at exactly 3 steps
+               per block, with the same x (a graph whose Loop runs a step short, or ignores
+               maxiter, fails here)
 ``roundtrip``  eager f(ONNX f⁻¹(y)) vs y, solved tightly             ≤ tol_r · max(1, |y|∞)
 ``density``    ONNX log p(x) vs eager log p(x) (density.onnx)      ≤ tol_d · max(1, |log p|∞)
 ``jacobian``   ONNX log|det ∂f/∂x| vs slogdet of autograd's full Jacobian of a float64 copy
                of the model: the independent reference of the lemma   ≤ tol_d · max(1, |log det|∞)
 
 with tol_f, tol_i, tol_r, tol_d = 1e-5, 1e-4, 1e-4, 1e-4 in float32 and 1e-12, 1e-9, 1e-9, 1e-9 in
-float64. "Within
+float64. Rows stop one by one; a block's step count is its slowest row's and its residual the
+largest final row residual, which in a large batch nearly always lies near atol — there the
+boundary admission is usually granted, and the batch-1 rows keep the step check sharp. "Within
 rounding of atol" means |residual − atol| ≤ 16·eps·max(1, |x|∞): in float32 with atol = 1e-6 and
 |x| ≈ 3 that band is about 6e-6 wide, so a float32 model at such a tight atol cannot tell a stopping
 rule that is off by a factor of two from rounding; float64 models and looser tolerances can, and the
@@ -96,8 +99,7 @@ def check(
     }
     steps = StepRule(inverse_info.steps_per_check, solver, np.finfo(info.dtype).eps)
     tight = {**ROUNDTRIP_SOLVER[dtype], "maxiter": ROUNDTRIP_MAXITER_FACTOR * solver["maxiter"]}
-    k = inverse_info.steps_per_check
-    capped = {"maxiter": -(-CAPPED_MAXITER // k) * k, "atol": 0.0, "rtol": 0.0}
+    capped = {"maxiter": CAPPED_MAXITER, "atol": 0.0, "rtol": 0.0}
 
     report = ParityReport(str(export_dir), dtype, info.spectral_norm, seed, dict(tolerance))
     rng = np.random.default_rng(seed)

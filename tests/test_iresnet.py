@@ -451,3 +451,19 @@ def test_eval_fast_path_is_the_module_path_and_honours_hooks():
         assert torch.equal(model(x), fast)
     handle.remove()
     assert seen == [1]  # the hooked block took the module path
+
+
+def test_each_row_stops_on_its_own():
+    """A row's inverse does not depend on its batch: the same steps and x alone as in a batch."""
+    torch.manual_seed(12)
+    model = scale_weights(iResNet(5, nblocks=2), 10.0).double().eval()
+    y = torch.randn(9, 5, dtype=torch.float64)
+    y[4] *= 40.0  # a row far out needs more steps than the others
+    with torch.no_grad():
+        x, steps, _ = model.inverse_with_stats(y)
+        alone = [model.inverse_with_stats(y[i : i + 1]) for i in range(9)]
+    for i, (x_i, steps_i, _) in enumerate(alone):
+        torch.testing.assert_close(x[i : i + 1], x_i, rtol=0, atol=1e-12)
+    row_steps = torch.stack([s for _, s, _ in alone])  # [rows, blocks]
+    assert torch.equal(steps, row_steps.amax(0))  # the block's count is its slowest row's
+    assert (row_steps[4] > row_steps[torch.arange(9) != 4].amax(0)).any()

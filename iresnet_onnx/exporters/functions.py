@@ -174,97 +174,138 @@ def block_forward_component(bottleneck: Component) -> Component:
     return Component("BlockForward", ("x", *bottleneck.inputs[1:]), body, doc="y = x + g(x).")
 
 
+def _row_residuals(ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value) -> ir.Value:
+    """max over each row of |x − x_prev| − rtol·|x_prev|: ``[rows]``."""
+    change = ops.Abs(ops.Sub(x, x_previous))
+    return ops.reduce("ReduceMax", ops.Sub(change, ops.Mul(rtol, ops.Abs(x_previous))), [1], 0)
+
+
+def _block_outputs(
+    ops: Ops, x: ir.Value, residuals: ir.Value, steps: ir.Value
+) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(x, the most steps a row took, the largest final row residual — a NaN row as +inf, so
+    that no runtime's NaN handling in ReduceMax can hide it)."""
+    infinite = ops.Where(ops.IsNaN(residuals), ops.const(np.inf), residuals)
+    residual = ops.reduce("ReduceMax", infinite, None, keepdims=0)
+    return x, ops.reduce("ReduceMax", steps, None, keepdims=0), residual
+
+
 def block_inverse_component(
     bottleneck: Component, width: int, maxiter_cap: int, steps_per_check: int = 1
 ) -> Component:
     """``BlockInverse(y, parameters…, maxiter, atol, rtol) -> (x, iterations, residual)``.
 
-    x₀ = y, x_{k+1} = y − g(x_k) while ``residual = max(|x_{k+1} − x_k| − rtol·|x_k|) > atol`` and
-    k < maxiter: one ReduceMax and one Greater decide, the cheap form of "every element converged";
-    a NaN residual compares false and stops (it is reported, never "converged"). maxiter is clipped
-    to ``maxiter_cap``, so no input a client passes makes a call run longer.
+    x₀ = y, x_{k+1} = y − g(x_k), row by row: a row stops once its residual max(|x_{k+1} − x_k| −
+    rtol·|x_k|) is ≤ atol (a NaN compares false and stops it too; it is reported as +inf, never
+    "converged"), or after maxiter steps (clipped to ``maxiter_cap``, so that no input a client
+    passes makes a call run longer). Each Loop iteration works on the running rows only
+    (``NonZero`` → ``Gather`` → steps → ``ScatterND``): the cost follows the rows, and a row's
+    result does not depend on its batch. ``iterations`` is the most steps a row took,
+    ``residual`` the largest final row residual.
 
-    With ``steps_per_check = K > 1`` each Loop iteration takes K steps and tests only the last, which
-    spreads the Loop's per-iteration cost over K steps. A block then stops at the first multiple of K
-    at or after the step where eager stops (so up to K − 1 extra steps, each closer to the fixed
-    point), maxiter is rounded up to a multiple of K, and ``iterations`` counts the steps really taken.
+    With ``steps_per_check = K > 1`` a first Loop takes K steps per iteration and tests only the
+    last (the test and the compaction cost as much as a step at batch 1), for ⌊maxiter/K⌋
+    iterations; a second Loop takes the remaining maxiter mod K steps one at a time. A row then
+    stops at the first multiple of K at or after the step where eager stops (up to K − 1 extra
+    steps, each closer to the fixed point), never after maxiter; ``steps_per_check=1`` stops every
+    row exactly where eager does.
     """
 
     def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
         *parameters, maxiter, atol, rtol = rest
-
-        def step(inner: Ops, x, residual, k):
-            for _ in range(steps_per_check):
-                x, x_previous = inner.Sub(y, inner.invoke(bottleneck, x, *parameters)), x
-            change = inner.Abs(inner.Sub(x, x_previous))
-            residual = inner.reduce(
-                "ReduceMax",
-                inner.Sub(change, inner.Mul(rtol, inner.Abs(x_previous))),
-                None,
-                keepdims=0,
-            )
-            k = inner.Add(k, inner.const(steps_per_check, INT64))
-            return inner.Greater(residual, atol), [x, residual, k]
-
-        trip_count = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
-        if steps_per_check > 1:
-            K = ops.const(steps_per_check, INT64)
-            trip_count = ops.Div(ops.Add(trip_count, ops.Sub(K, ops.const(1, INT64))), K)
         dtype = ops.dtype
-        x, residual, k = ops.loop(
-            "fixed_point",
-            trip_count,
-            ops.const(True, BOOL),
-            {
-                "x": (y, dtype, ["batch", width]),
-                "residual": (ops.const(np.inf), dtype, []),
-                "k": (ops.const(0, INT64), INT64, []),
-            },
-            step,
+
+        def loop(name: str, trips: ir.Value, k: int, x, residuals, steps):
+            def step(inner: Ops, x, residuals, steps):
+                running = inner.op("Squeeze", inner.NonZero(inner.Greater(residuals, atol)),
+                                   inner.const([0], INT64))  # fmt: skip
+                rows = inner.Unsqueeze(running, inner.const([1], INT64))  # ScatterND's indices
+                x_active = inner.Gather(x, running, axis=0)
+                y_active = inner.Gather(y, running, axis=0)
+                for _ in range(k):
+                    x_previous = x_active
+                    x_active = inner.Sub(y_active, inner.invoke(bottleneck, x_active, *parameters))
+                x = inner.ScatterND(x, rows, x_active)
+                residuals = inner.ScatterND(
+                    residuals, rows, _row_residuals(inner, x_active, x_previous, rtol)
+                )
+                taken = inner.Add(inner.Gather(steps, running, axis=0), inner.const(k, INT64))
+                steps = inner.ScatterND(steps, rows, taken)
+                return _any_running(inner, residuals, atol), [x, residuals, steps]
+
+            return ops.loop(
+                name, trips, ops.const(True, BOOL),
+                {
+                    "x": (x, dtype, ["batch", width]),
+                    "residuals": (residuals, dtype, ["batch"]),
+                    "steps": (steps, INT64, ["batch"]),
+                },
+                step,
+            )  # fmt: skip
+
+        limit = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
+        rows = ops.op("Shape", y, start=0, end=1)  # [batch]
+        state = (
+            y,
+            ops.Expand(ops.const(np.inf), rows),
+            ops.Expand(ops.const(0, INT64), rows),
         )
-        return x, k, residual
+        if steps_per_check == 1:
+            state = loop("fixed_point", limit, 1, *state)
+        else:
+            K = ops.const(steps_per_check, INT64)
+            state = loop("fixed_point", ops.Div(limit, K), steps_per_check, *state)
+            # the rest of maxiter, one step at a time, and not at all once every row stopped
+            rest = ops.Mul(ops.Mod(limit, K), ops.Cast(_any_running(ops, state[1], atol), to=INT64))
+            state = loop("fixed_point_rest", rest, 1, *state)
+        return _block_outputs(ops, *state)
 
     return Component(
         "BlockInverse", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"), body,
-        doc="x with x + g(x) = y, by Banach fixed-point iteration; also the step count and residual.",
+        doc="x with x + g(x) = y, by Banach fixed-point iteration row by row; also the step "
+        "count and residual.",
         outputs=3,
     )  # fmt: skip
+
+
+def _any_running(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:
+    """Whether some row's residual is still above atol (a NaN row is not running)."""
+    running = ops.Cast(ops.Greater(residuals, atol), to=INT64)
+    return ops.Greater(ops.reduce("ReduceMax", running, None, keepdims=0), ops.const(0, INT64))
 
 
 def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int) -> Component:
     """``BlockInverseFixed`` — :func:`block_inverse_component`'s interface and stopping rule, as a
     ``Scan`` of exactly ``steps`` steps (fixed at export) for runtimes without ``Loop``.
 
-    Each step is gated: once the residual is ≤ atol (or NaN), or k = maxiter, ``Where`` keeps x,
-    the residual and k as they were, so the outputs are those of the step where the Loop would have
-    stopped. A block that needs more than ``steps`` steps ends with residual > atol, as a Loop
-    capped at ``steps`` would.
+    Each step is gated per row: once a row's residual is ≤ atol (or NaN), or k = maxiter, ``Where``
+    keeps its x, residual and step count as they were, so the outputs are those of the steps where
+    the Loop would have stopped each row. Every row is computed at every step (no compaction: a
+    Scan's shapes are fixed). A row that needs more than ``steps`` steps ends with residual > atol,
+    as a Loop capped at ``steps`` would.
     """
 
     def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
         *parameters, maxiter, atol, rtol = rest
         dtype = ops.dtype
 
-        def step(inner: Ops, tick, x, residual, k, y, maxiter, atol, rtol, *parameters):
-            # while running, the step index equals k; the body must read it (OpenVINO runs a Scan
-            # whose scan input is unused only once)
-            running = inner.And(inner.Less(tick, maxiter), inner.Greater(residual, atol))
+        def step(inner: Ops, tick, x, residuals, counts, y, maxiter, atol, rtol, *parameters):
+            # the body must read the step index (OpenVINO runs a Scan whose scan input is unused
+            # only once); while a row runs, its count equals the index
+            running = inner.And(inner.Less(tick, maxiter), inner.Greater(residuals, atol))
             x_next = inner.Sub(y, inner.invoke(bottleneck, x, *parameters))
-            change = inner.Abs(inner.Sub(x_next, x))
-            step_residual = inner.reduce(
-                "ReduceMax", inner.Sub(change, inner.Mul(rtol, inner.Abs(x))), None, keepdims=0
-            )
             return [
-                inner.Where(running, x_next, x),
-                inner.Where(running, step_residual, residual),
-                inner.Where(running, inner.Add(k, inner.const(1, INT64)), k),
+                inner.Where(inner.Unsqueeze(running, inner.const([1], INT64)), x_next, x),
+                inner.Where(running, _row_residuals(inner, x_next, x, rtol), residuals),
+                inner.Where(running, inner.Add(counts, inner.const(1, INT64)), counts),
                 *(inner.Identity(value) for value in (y, maxiter, atol, rtol, *parameters)),
             ]
 
+        rows = ops.op("Shape", y, start=0, end=1)
         state = {
             "x": (y, dtype, ["batch", width]),
-            "residual": (ops.const(np.inf), dtype, []),
-            "k": (ops.const(0, INT64), INT64, []),
+            "residuals": (ops.Expand(ops.const(np.inf), rows), dtype, ["batch"]),
+            "counts": (ops.Expand(ops.const(0, INT64), rows), INT64, ["batch"]),
             "y": (y, dtype, ["batch", width]),
             "maxiter": (maxiter, INT64, []),
             "atol": (atol, dtype, []),
@@ -275,14 +316,14 @@ def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int)
             rank = 2 if name.startswith("weight") else 1
             shape = [None] * rank if parameter.shape is None else list(parameter.shape)
             state[name] = (parameter, dtype, shape)
-        x, residual, k, *_ = ops.gated_scan("fixed_steps", steps, state, step)
-        return x, k, residual
+        x, residuals, counts, *_ = ops.gated_scan("fixed_steps", steps, state, step)
+        return _block_outputs(ops, x, residuals, counts)
 
     return Component(
         f"BlockInverseFixed{steps}", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"),
         body,
-        doc=f"x with x + g(x) = y by {steps} gated fixed-point steps (no Loop); also the step "
-        "count and residual.",
+        doc=f"x with x + g(x) = y by {steps} gated fixed-point steps per row (no Loop); also the "
+        "step count and residual.",
         outputs=3,
     )  # fmt: skip
 

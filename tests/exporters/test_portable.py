@@ -67,7 +67,7 @@ def test_fixed_steps_bound_the_loop_counts(exported, model):
     # the a-priori bound covers what the Loop really needs…
     assert all(k >= e for k, e in zip(steps, eager_steps.tolist()))
     # …and the gated Scan stops where the same graph's Loop stops, bit for bit
-    loop = exported("fixed-vs-loop", model, spectral_norm="folded")
+    loop = exported("fixed-vs-loop", model, spectral_norm="folded", steps_per_check=1)
     fixed_outputs = runtimes.load(result.inverse).run_all(y)
     loop_outputs = runtimes.load(loop.inverse).run_all(y)
     for name, value in loop_outputs.items():

@@ -51,18 +51,19 @@ def _constant(name: str, value, dtype=None) -> onnx.NodeProto:
 
 
 def stop_at_half_atol(model: onnx.ModelProto) -> int:
-    """The fixed-point Loop's condition compares the residual with atol/2 instead of atol."""
+    """Every test of a residual against the inverse's ``atol`` input compares with atol/2."""
     count = 0
-    for _, body in loop_bodies(model, "fixed_point"):
-        condition = body.output[0].name
-        greater = next(n for n in body.node if condition in n.output)
-        half, scaled = f"mutation_half_{count}", f"mutation_half_atol_{count}"
-        dtype = "float64" if _is_double(model) else "float32"
-        index = list(body.node).index(greater)
-        body.node.insert(index, helper.make_node("Mul", [greater.input[1], half], [scaled]))
-        body.node.insert(index, _constant(half, 0.5, dtype))
-        greater.input[1] = scaled
-        count += 1
+    dtype = "float64" if _is_double(model) else "float32"
+    for _, container in node_lists(model):
+        for node in list(container.node):
+            if node.op_type != "Greater" or len(node.input) < 2 or node.input[1] != "atol":
+                continue
+            half, scaled = f"mutation_half_{count}", f"mutation_half_atol_{count}"
+            index = list(container.node).index(node)
+            container.node.insert(index, helper.make_node("Mul", ["atol", half], [scaled]))
+            container.node.insert(index, _constant(half, 0.5, dtype))
+            node.input[1] = scaled
+            count += 1
     return count
 
 
