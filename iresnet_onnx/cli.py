@@ -152,8 +152,10 @@ def print_json(data: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .bench import fix_malloc_thresholds
     from .demo import run_demo
 
+    fix_malloc_thresholds()  # its latency table: see iresnet-onnx bench
     run_demo(Path(args.out), epochs=args.epochs, samples=args.samples, seed=args.seed)
     return EXIT_OK
 
@@ -294,14 +296,23 @@ def _check_same_model(model: Any, manifest: dict[str, Any], checkpoint: Path, fo
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_export, bench_suite, format_table, machine, rows_to_dicts, suite_report
+    from .bench import (
+        bench_export,
+        bench_suite,
+        fix_malloc_thresholds,
+        format_table,
+        machine,
+        rows_to_dicts,
+        suite_report,
+    )
 
+    fix_malloc_thresholds()  # the CLI owns its process: timings without malloc's warm-up drift
     if args.dir is None:  # the performance suite: baseline vs eager, TorchScript, onnxruntime
         rows = bench_suite(
             widths=args.widths, batches=args.batch, threads=args.threads, repeats=args.repeats,
             progress=not args.json,
         )  # fmt: skip
-        report, data = suite_report(rows, args.widths, args.repeats, args.threads, fast_k=8)
+        report, data = suite_report(rows, args.widths, args.repeats, args.threads)
         if args.json:
             print_json(data)
         else:

@@ -5,6 +5,7 @@ import torch
 
 from iresnet_onnx.bench import (
     BASELINE,
+    DEFAULT_EXPORT,
     Baseline,
     BenchRow,
     Timing,
@@ -62,28 +63,32 @@ def test_torch_threads_restores_the_count():
     assert torch.get_num_threads() == before
 
 
-def fake_rows(ort_forward_us: float) -> list[BenchRow]:
-    rows = [
+def fake_rows(inverse_us: float) -> list[BenchRow]:
+    """The default export's inverse at B=1 takes ``inverse_us`` against a 1000 µs baseline."""
+    return [
         BenchRow(BASELINE, "forward", 64, 1, 60.0, 1.0),
-        BenchRow("onnxruntime folded", "forward", 64, 1, ort_forward_us, 60.0 / ort_forward_us),
+        BenchRow(DEFAULT_EXPORT, "forward", 64, 1, 20.0, 3.0),
         BenchRow(BASELINE, "inverse", 64, 1, 1000.0, 1.0),
-        BenchRow("onnxruntime folded", "inverse", 64, 1, 300.0, 1000.0 / 300.0, iterations=8.0),
-        BenchRow("iresnet_onnx eager", "forward", 64, 1, 100.0, 0.6),
+        BenchRow(DEFAULT_EXPORT, "inverse", 64, 1, inverse_us, 1000.0 / inverse_us),
+        BenchRow("iresnet_onnx eager", "forward", 64, 1, 75.0, 0.8),
+        BenchRow("iresnet_onnx TorchScript", "forward", 64, 1, 200.0, 0.3),
     ]
-    return rows
 
 
-@pytest.mark.parametrize(("ort_us", "met"), [(10.0, True), (20.0, False)])
-def test_targets_compare_ratios_with_their_goals(ort_us, met):
-    goals = {goal["what"]: goal for goal in targets(fake_rows(ort_us), width=64)}
-    assert goals["folded forward B=1"]["met"] is met
-    assert goals["folded forward B=1"]["value"] == pytest.approx(60.0 / ort_us, rel=1e-3)
-    assert goals["eager forward B=1 time / baseline"]["value"] == pytest.approx(1 / 0.6, rel=1e-3)
-    efficiency = goals["inverse efficiency folded B=1"]["value"]
-    assert efficiency == pytest.approx(300.0 / (8.0 * ort_us), rel=1e-3)
+@pytest.mark.parametrize(("inverse_us", "met"), [(100.0, True), (250.0, False)])
+def test_targets_compare_ratios_with_their_goals(inverse_us, met):
+    goals = {goal["what"]: goal for goal in targets(fake_rows(inverse_us), width=64)}
+    inverse = goals["default export, inverse B=1, n=64"]
+    assert inverse["met"] is met and inverse["value"] == pytest.approx(1000.0 / inverse_us)
+    eager = goals["eager forward B=1 n=64: time / baseline's"]
+    assert eager["value"] == pytest.approx(1 / 0.8, rel=1e-3) and eager["met"]
+    script = goals["TorchScript forward B=1 n=64: time / eager's"]
+    assert script["value"] == pytest.approx(200.0 / 75.0, rel=1e-3) and not script["met"]
+    worst = next(goal for goal in goals.values() if goal["what"].startswith("default export ≥"))
+    assert worst["value"] == pytest.approx(min(3.0, 1000.0 / inverse_us))
 
 
 def test_format_matrix_has_a_cell_per_row():
-    table = format_matrix(fake_rows(10.0), 64)
-    assert "| onnxruntime folded | 10 µs (6.00×) |" in table
-    assert table.count("\n") == 1 + len({r.implementation for r in fake_rows(10.0)})
+    table = format_matrix(fake_rows(100.0), 64)
+    assert f"| {DEFAULT_EXPORT} | 20 µs (3.00×) | 100 µs (10.00×) |" in table
+    assert table.count("\n") == 1 + len({r.implementation for r in fake_rows(100.0)})

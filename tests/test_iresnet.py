@@ -462,7 +462,7 @@ def test_each_row_stops_on_its_own():
     with torch.no_grad():
         x, steps, _ = model.inverse_with_stats(y)
         alone = [model.inverse_with_stats(y[i : i + 1]) for i in range(9)]
-    for i, (x_i, steps_i, _) in enumerate(alone):
+    for i, (x_i, _, _) in enumerate(alone):
         torch.testing.assert_close(x[i : i + 1], x_i, rtol=0, atol=1e-12)
     row_steps = torch.stack([s for _, s, _ in alone])  # [rows, blocks]
     assert torch.equal(steps, row_steps.amax(0))  # the block's count is its slowest row's

@@ -2,11 +2,12 @@
 the performance suite (``latency``), density and training speed (``density``)."""
 
 from .density import density_suite, training_speed
-from .latency import BASELINE, bench_export, bench_suite, suite_report, targets
+from .latency import BASELINE, DEFAULT_EXPORT, bench_export, bench_suite, suite_report, targets
 from .models import Baseline, jacobian_log_prob, scale_weights, suite_model, torch_threads
 from .timing import (
     BenchRow,
     Timing,
+    fix_malloc_thresholds,
     format_matrix,
     format_table,
     machine,
@@ -17,12 +18,14 @@ from .timing import (
 
 __all__ = [
     "BASELINE",
+    "DEFAULT_EXPORT",
     "Baseline",
     "BenchRow",
     "Timing",
     "bench_export",
     "bench_suite",
     "density_suite",
+    "fix_malloc_thresholds",
     "format_matrix",
     "format_table",
     "jacobian_log_prob",

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "BenchRow",
     "Timing",
+    "fix_malloc_thresholds",
     "format_matrix",
     "format_table",
     "machine",
@@ -80,6 +81,30 @@ def time_in_blocks(
     return result
 
 
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 512 << 20
+
+
+def fix_malloc_thresholds() -> bool:
+    """Pin glibc's malloc thresholds for this process (what ``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` set at start-up): otherwise freed ~1 MB tensors go back to the OS
+    and are page-faulted in again, until some allocation pattern raises the dynamic thresholds —
+    the same forward then takes 2.5× longer early in a process than late. A benchmark calls this
+    once, before timing; it returns False where there is no glibc (the numbers then carry that
+    effect)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, TRIM_THRESHOLD)
+    )
+
+
 def ratio(reference: Timing, candidate: Timing) -> tuple[float, float, float]:
     """reference / candidate: the median of the per-round ratios, and their min and max."""
     ratios = [r / c for r, c in zip(reference.rounds, candidate.rounds)]
@@ -101,6 +126,13 @@ class BenchRow:
     p90_us: float | None = None
     ratio_low: float | None = None
     ratio_high: float | None = None
+    roofline_us: float | None = None
+    """The same work's GEMMs alone: how far this cell is from the machine's limit."""
+    attempts: int = 1
+    """How many times the cell was measured (unstable cells are measured again)."""
+    row_steps_mean: float | None = None
+    """Inverse rows: fixed-point steps per row, summed over blocks, mean over the batch's rows."""
+    row_steps_max: float | None = None
 
     @property
     def unstable(self) -> bool:
@@ -178,7 +210,8 @@ def format_table(rows: list[BenchRow], reference: str = "baseline") -> str:
 
 
 def format_matrix(rows: list[BenchRow], width: int) -> str:
-    """One markdown table per width: implementations × (direction, batch), "µs (ratio)" cells."""
+    """One markdown table per width: implementations × (direction, batch); each cell "µs (ratio,
+    range over rounds)", ⚠ where unstable; then the roofline and the per-row step counts."""
     rows = [row for row in rows if row.width == width]
     columns = sorted(
         {(row.direction, row.batch) for row in rows}, key=lambda c: (c[0] != "forward", c[1])
@@ -193,9 +226,29 @@ def format_matrix(rows: list[BenchRow], width: int) -> str:
         row_cells = []
         for direction, batch in columns:
             row = cells.get((name, direction, batch))
-            row_cells.append("" if row is None else f"{row.median_us:,.0f} µs ({row.ratio:.2f}×)")
+            row_cells.append("" if row is None else _cell(row))
         lines.append(f"| {name} | " + " | ".join(row_cells) + " |")
+    first = {(row.direction, row.batch): row for row in reversed(rows)}
+    if any(row.roofline_us for row in rows):
+        lines.append("| roofline (GEMMs alone) | " + " | ".join(
+            f"{first[c].roofline_us:,.0f} µs" if first[c].roofline_us else "" for c in columns
+        ) + " |")  # fmt: skip
+    if any(row.row_steps_mean for row in rows):
+        lines.append("| steps per row, all blocks: mean / max | " + " | ".join(
+            f"{first[c].row_steps_mean:.1f} / {first[c].row_steps_max:.0f}"
+            if first[c].row_steps_mean else "" for c in columns
+        ) + " |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _cell(row: BenchRow) -> str:
+    text = f"{row.median_us:,.0f} µs ({row.ratio:.2f}×"
+    if row.ratio_low is not None and row.ratio_high is not None and row.ratio_high != row.ratio_low:
+        text += f", {row.ratio_low:.2f}–{row.ratio_high:.2f}"
+    text += ")"
+    if row.roofline_us:
+        text += f" {row.roofline_us / row.median_us:.0%}"
+    return text + (" ⚠" if row.unstable else "")
 
 
 def rows_to_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
