@@ -183,8 +183,8 @@ def _row_residuals(ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value) 
 def _block_outputs(
     ops: Ops, x: ir.Value, residuals: ir.Value, steps: ir.Value
 ) -> tuple[ir.Value, ir.Value, ir.Value]:
-    """(x, the most steps a row took, the largest final row residual — a NaN row as +inf, so
-    that no runtime's NaN handling in ReduceMax can hide it)."""
+    """(x, the most steps a row took (``steps``: per row, or already the most), the largest final
+    row residual — a NaN row as +inf, so that no runtime's NaN handling in ReduceMax hides it)."""
     infinite = ops.Where(ops.IsNaN(residuals), ops.const(np.inf), residuals)
     residual = ops.reduce("ReduceMax", infinite, None, keepdims=0)
     return x, ops.reduce("ReduceMax", steps, None, keepdims=0), residual
@@ -215,13 +215,11 @@ def block_inverse_component(
         *parameters, maxiter, atol, rtol = rest
         dtype = ops.dtype
 
-        def loop(name: str, trips: ir.Value, k: int, x, residuals, steps):
-            def step(inner: Ops, x, residuals, steps):
-                running = inner.op("Squeeze", inner.NonZero(inner.Greater(residuals, atol)),
-                                   inner.const([0], INT64))  # fmt: skip
-                rows = inner.Unsqueeze(running, inner.const([1], INT64))  # ScatterND's indices
-                x_active = inner.Gather(x, running, axis=0)
-                y_active = inner.Gather(y, running, axis=0)
+        def loop(name: str, trips: ir.Value, k: int, x, residuals, taken):
+            def step(inner: Ops, x, residuals, taken):
+                # [A, 1] indices of the running rows: GatherND and ScatterND take them as they are
+                rows = inner.Transpose(inner.NonZero(inner.Greater(residuals, atol)), perm=[1, 0])
+                x_active, y_active = inner.GatherND(x, rows), inner.GatherND(y, rows)
                 for _ in range(k):
                     x_previous = x_active
                     x_active = inner.Sub(y_active, inner.invoke(bottleneck, x_active, *parameters))
@@ -229,27 +227,23 @@ def block_inverse_component(
                 residuals = inner.ScatterND(
                     residuals, rows, _row_residuals(inner, x_active, x_previous, rtol)
                 )
-                taken = inner.Add(inner.Gather(steps, running, axis=0), inner.const(k, INT64))
-                steps = inner.ScatterND(steps, rows, taken)
-                return _any_running(inner, residuals, atol), [x, residuals, steps]
+                # the slowest row runs in every iteration: its count is the Loop's
+                taken = inner.Add(taken, inner.const(k, INT64))
+                return _any_running(inner, residuals, atol), [x, residuals, taken]
 
             return ops.loop(
                 name, trips, ops.const(True, BOOL),
                 {
                     "x": (x, dtype, ["batch", width]),
                     "residuals": (residuals, dtype, ["batch"]),
-                    "steps": (steps, INT64, ["batch"]),
+                    "taken": (taken, INT64, []),
                 },
                 step,
             )  # fmt: skip
 
         limit = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
         rows = ops.op("Shape", y, start=0, end=1)  # [batch]
-        state = (
-            y,
-            ops.Expand(ops.const(np.inf), rows),
-            ops.Expand(ops.const(0, INT64), rows),
-        )
+        state = (y, ops.Expand(ops.const(np.inf), rows), ops.const(0, INT64))
         if steps_per_check == 1:
             state = loop("fixed_point", limit, 1, *state)
         else:
@@ -258,7 +252,8 @@ def block_inverse_component(
             # the rest of maxiter, one step at a time, and not at all once every row stopped
             rest = ops.Mul(ops.Mod(limit, K), ops.Cast(_any_running(ops, state[1], atol), to=INT64))
             state = loop("fixed_point_rest", rest, 1, *state)
-        return _block_outputs(ops, *state)
+        x, residuals, taken = state
+        return _block_outputs(ops, x, residuals, taken)
 
     return Component(
         "BlockInverse", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"), body,
