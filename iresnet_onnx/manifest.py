@@ -22,7 +22,7 @@ __all__ = ["MANIFEST_NAME", "read_manifest", "sha256", "verify_hashes", "write_m
 
 MANIFEST_NAME = "manifest.json"
 REQUIRED_GRAPHS = ("forward.onnx", "inverse.onnx")
-_PACKAGES = ("torch", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "onnxruntime-gpu", "numpy")
+_PACKAGES = ("torch", "onnx", "onnx-ir", "onnxruntime", "onnxruntime-gpu", "numpy")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -24,7 +24,7 @@ def test_export_folder_and_manifest(exported):
     manifest = read_manifest(result.out_dir)
     assert manifest["opset"] == 18 and manifest["spectral_norm"] == "loop"
     assert manifest["hp"]["nblocks"] == 2 and manifest["input_size"] == 8
-    assert {"torch", "onnx", "onnxscript", "onnxruntime", "numpy"} <= set(manifest["versions"])
+    assert {"torch", "onnx", "onnx-ir", "onnxruntime", "numpy"} <= set(manifest["versions"])
     for name in ("forward.onnx", "inverse.onnx", "model.pt"):
         assert manifest["files"][name]["sha256"] == sha256(result.out_dir / name)
     assert verify_hashes(result.out_dir, manifest) == dict.fromkeys(manifest["files"], "ok")
