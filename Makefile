@@ -8,7 +8,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 # onnxruntime (CPU) or onnxruntime-gpu: never both, they overwrite each other.
 RUNTIME_EXTRA ?= onnxruntime
-EXTRAS ?= torch,$(RUNTIME_EXTRA),openvino,tract,demo,dev
+EXTRAS ?= torch,$(RUNTIME_EXTRA),openvino,tract,ray,demo,dev
 OUT ?= demo-output
 EDGE_EXPORTS ?= .cache/edge-exports
 

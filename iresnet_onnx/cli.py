@@ -43,6 +43,7 @@ NEEDS = {
     "verify --golden": {"onnx": "onnxruntime"},
     "inspect": {"onnx": "onnxruntime"},
     "score": {"onnx": "onnxruntime"},
+    "batch": {"onnx": "onnxruntime", "ray": "ray", "pyarrow": "ray"},
 }
 
 
@@ -344,6 +345,32 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    summary = run_batch(
+        args.dir, args.input, args.output, graph=args.graph, runtime=args.runtime,
+        workers=args.workers, threads=args.threads, batch_size=args.batch_size,
+        address=args.address, overwrite=args.overwrite, nonfinite=args.nonfinite,
+        column=args.column, progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"{summary.graph}: {summary.rows:,} rows on {summary.runtime} in {summary.seconds:.2f} s "
+        f"({summary.rows_per_second:,.0f} rows/s; Ray start-up {summary.ray_start_seconds:.1f} s "
+        f"apart): {summary.out}"
+    )
+    for pid, stats in sorted(summary.workers.items()):
+        print(
+            f"  worker pid {pid}: {stats.rows:,} rows, {stats.rows_per_second:,.0f} rows/s "
+            "in the runtime"
+        )
+    if summary.graph == "inverse":
+        print(f"  rows that did not converge: {summary.not_converged:,}")
+    if args.nonfinite == "flag":
+        print(f"  non-finite rows skipped (output NaN): {summary.nonfinite:,}")
+    return EXIT_OK
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspection import inspect_path, render
 
@@ -503,6 +530,37 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(handler=cmd_score)
+
+    batch = command(
+        "batch",
+        "run forward, inverse or density over a large data set on Ray Data (local, or a cluster "
+        "with --address); needs the [ray] extra",
+    )
+    batch.add_argument("dir", help="an export folder")
+    batch.add_argument("input", help=".npy, .csv, or a Parquet file or folder")
+    batch.add_argument("output", help=".npy (the output only) or .parquet (id, output, flags)")
+    batch.add_argument("--graph", choices=("forward", "inverse", "density"), default="forward")
+    batch.add_argument("--runtime", default="onnxruntime:cpu", help="default onnxruntime:cpu")
+    batch.add_argument(
+        "--workers", type=positive_int, default=1, help="actors, one session each (default 1)"
+    )
+    batch.add_argument(
+        "--threads", type=positive_int,
+        help="runtime threads per actor (default: Ray's CPUs / workers)",
+    )  # fmt: skip
+    batch.add_argument(
+        "--batch-size", type=positive_int, default=4096, dest="batch_size",
+        help="rows per call (default 4096)",
+    )  # fmt: skip
+    batch.add_argument("--address", help="join this Ray cluster (default: a local Ray)")
+    batch.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    batch.add_argument(
+        "--nonfinite", choices=("reject", "flag"), default="reject",
+        help="rows with NaN/Inf: reject stops the job (default); flag writes NaN for them",
+    )  # fmt: skip
+    batch.add_argument("--column", help="Parquet: the list column of features")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(handler=cmd_batch)
 
     inspect = command("inspect", "what an export folder or ONNX file contains")
     inspect.add_argument("path", help="an export folder or a .onnx file")

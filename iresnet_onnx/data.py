@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["count_rows", "iter_chunks", "load_data", "two_moons"]
+__all__ = ["count_rows", "csv_header_rows", "iter_chunks", "load_data", "two_moons"]
 
 
 def two_moons(n: int, noise: float = 0.08, seed: int = 0) -> np.ndarray:
@@ -45,7 +45,7 @@ def count_rows(path: str | Path) -> int:
     if path.suffix == ".npy":
         return int(_open_npy(path).shape[0])
     with open(path) as handle:
-        return sum(1 for line in handle if line.strip()) - _header_rows(path)
+        return sum(1 for line in handle if line.strip()) - csv_header_rows(path)
 
 
 def iter_chunks(path: str | Path, chunk_rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
@@ -100,7 +100,7 @@ def _npy_blocks(path: Path, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]
 
 def _csv_blocks(path: Path, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
     with open(path) as handle:
-        for _ in range(_header_rows(path)):
+        for _ in range(csv_header_rows(path)):
             handle.readline()
         start = 0
         while True:
@@ -117,7 +117,8 @@ def _csv_blocks(path: Path, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]
             start += len(lines)
 
 
-def _header_rows(path: Path) -> int:
+def csv_header_rows(path: Path) -> int:
+    """1 if the CSV's first line is a header (a cell that is not a number), else 0."""
     with open(path) as handle:
         first = handle.readline().split(",")
     try:
