@@ -299,6 +299,7 @@ def test_pipeline_script(checkpoint, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a hang guard: the demo takes minutes, more on a busy machine
 def test_demo_end_to_end(tmp_path):
     result = subprocess_cli("demo", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
