@@ -9,8 +9,10 @@ import importlib.util
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -462,3 +464,31 @@ def test_output_into_a_closed_pipe_is_quiet(export_dir):
     _, stderr = process.communicate(timeout=3600)
     assert process.returncode == 141, stderr
     assert b"Broken pipe" not in stderr and b"Traceback" not in stderr
+
+
+def test_ctrl_c_during_an_export_exits_130_and_keeps_the_good_export(tmp_path):
+    model = make_model(8, 3, activation="ELU")
+    save_checkpoint(model, tmp_path / "model.pt")
+    out = tmp_path / "export"
+    assert subprocess_cli("export", tmp_path / "model.pt", "--out", out).returncode == 0
+    good = {p.relative_to(out): sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    # the reference evaluator makes validation last seconds: SIGINT lands once the new graphs are
+    # written into the hidden folder beside `out`, before the swap
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iresnet_onnx", "export", tmp_path / "model.pt", "--out", out,
+         "--runtime", "onnxruntime:cpu,reference:cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 3600  # a hang guard, not a speed check
+        while not list(tmp_path.glob(".export.*.tmp/inverse.onnx")):
+            assert process.poll() is None, "the export ended before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=3600)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert {p.relative_to(out): sha256(p) for p in sorted(out.rglob("*")) if p.is_file()} == good
+    assert not list(tmp_path.glob(".export.*"))
