@@ -275,6 +275,7 @@ def test_train_on_csv_and_bad_data(cli, tmp_path):
     assert_clean_failure(result, 2, "Lipschitz constant above 1")
 
 
+@pytest.mark.slow  # real processes, 10–15 s: `make test` runs it
 def test_pipeline_script(checkpoint, tmp_path):
     # as after `make`: iresnet-onnx is in the checkout's .venv, not on PATH
     env = {
@@ -466,6 +467,7 @@ def test_output_into_a_closed_pipe_is_quiet(export_dir):
     assert b"Broken pipe" not in stderr and b"Traceback" not in stderr
 
 
+@pytest.mark.slow  # real processes, 10–15 s: `make test` runs it
 def test_ctrl_c_during_an_export_exits_130_and_keeps_the_good_export(tmp_path):
     model = make_model(8, 3, activation="ELU")
     save_checkpoint(model, tmp_path / "model.pt")
