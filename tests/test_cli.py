@@ -480,6 +480,9 @@ def test_ctrl_c_during_an_export_exits_130_and_keeps_the_good_export(tmp_path):
         [sys.executable, "-m", "iresnet_onnx", "export", tmp_path / "model.pt", "--out", out,
          "--runtime", "onnxruntime:cpu,reference:cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a Ctrl-C at a terminal: a test run started in the background (nohup, CI) ignores SIGINT,
+        # and a child inherits that, so Python would never raise KeyboardInterrupt in it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 3600  # a hang guard, not a speed check
