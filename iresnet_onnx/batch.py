@@ -349,7 +349,7 @@ def _describe_parquet(path: Path, column: str | None, input_name: str) -> InputS
             raise ValueError(
                 f"input {path}: no list column {column!r}; list columns: {lists or 'none'}"
             )
-        width = _list_width(files[0], column)
+        width = _list_width(files[0], schema.field(column).type, column)
         return InputSpec(path.resolve(), "parquet", rows, width, (column,), id_column)
     numeric = tuple(
         f.name for f in schema
@@ -360,12 +360,12 @@ def _describe_parquet(path: Path, column: str | None, input_name: str) -> InputS
     return InputSpec(path.resolve(), "parquet", rows, len(numeric), numeric, id_column)
 
 
-def _list_width(file: Path, column: str) -> int:
-    """The length of the first row of a list column (each batch is checked again on a worker)."""
+def _list_width(file: Path, field_type: Any, column: str) -> int:
+    """The length of a list column's rows: fixed by its type, or else the first row's (each
+    batch is checked again on a worker)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    field_type = pq.read_schema(file).field(column).type
     if pa.types.is_fixed_size_list(field_type):
         return field_type.list_size
     first = pq.ParquetFile(file).read_row_group(0, columns=[column]).column(0)

@@ -112,7 +112,7 @@ def latency(folder: Path, names: list[str], threads: int = 2) -> dict:
     return result
 
 
-def step_counts(model, loop_folder: Path, fixed_folder: Path) -> dict:
+def step_counts(loop_folder: Path, fixed_folder: Path) -> dict:
     """The per-block steps of `inverse="fixed"` (from its metadata) against what the K = 1 Loop
     took on N(0, I) latents (the batch's count: its slowest row)."""
     meta = {p.key: p.value for p in onnx.load(fixed_folder / "inverse.onnx").metadata_props}
@@ -173,7 +173,7 @@ def main() -> int:
         exact_folder = work / f"{model_name[:4]}-exact"  # K = 1: eager's own step counts
         export(model, exact_folder, steps_per_check=1, validate=False)
         fixed_folder = work / f"{model_name[:4]}-loop-fixed"
-        data["steps"][model_name] = step_counts(model, exact_folder, fixed_folder)
+        data["steps"][model_name] = step_counts(exact_folder, fixed_folder)
         timings = latency(work / f"{model_name[:4]}-loop-loop", names)
         portable = latency(work / f"{model_name[:4]}-folded-fixed", names)
         timings.update({(k[0] + " (portable)", *k[1:]): v for k, v in portable.items()})
