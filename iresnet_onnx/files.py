@@ -8,6 +8,7 @@ restored if the second rename fails.
 """
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -16,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_directory", "atomic_file", "check_replaceable", "write_text_atomic"]
+
+_SWAP_ATTEMPTS = 10
+"""Rounds of the two-rename swap before giving up: each lost round means another writer won one."""
 
 
 @contextlib.contextmanager
@@ -76,20 +80,26 @@ def check_replaceable(path: Path, marker: str | None) -> None:
 
 
 def _swap_in(new: Path, final: Path) -> None:
-    trash = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-    for _ in range(3):  # another writer may put a folder back between our two renames
+    for _ in range(_SWAP_ATTEMPTS):  # other writers may rename folders between our renames
         try:
             os.rename(new, final)  # succeeds when final is absent (or an empty folder)
             return
-        except OSError:
-            pass
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        trash = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(final, trash)
         except FileNotFoundError:
             continue  # someone else moved it away meanwhile: try the first rename again
         try:
             os.rename(new, final)
-        except OSError:
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                # another writer's whole folder took the place meanwhile: the old one we moved
+                # aside is superseded either way; try again to put ours in
+                shutil.rmtree(trash, ignore_errors=True)
+                continue
             os.rename(trash, final)  # put the good old folder back before giving up
             raise
         shutil.rmtree(trash, ignore_errors=True)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from iresnet_onnx import export, runtimes
+from iresnet_onnx.agreement import TOLERANCES
 from iresnet_onnx.exporters import describe, fixed_steps
 from iresnet_onnx.manifest import read_manifest, verify_hashes
 from iresnet_onnx.parity import check
@@ -66,13 +67,26 @@ def test_fixed_steps_bound_the_loop_counts(exported, model):
         _, eager_steps, _ = model.inverse_with_stats(torch.from_numpy(y))
     # the a-priori bound covers what the Loop really needs…
     assert all(k >= e for k, e in zip(steps, eager_steps.tolist()))
-    # …and the gated Scan stops where the same graph's Loop stops, bit for bit
+    # …and the gated Scan stops where the same graph's Loop stops: the same step counts, and
+    # values within the parity tolerance (two graph forms: onnxruntime may fuse them differently,
+    # and on some CPUs a few values differ in the last bits)
     loop = exported("fixed-vs-loop", model, spectral_norm="folded", steps_per_check=1)
     fixed_outputs = runtimes.load(result.inverse).run_all(y)
     loop_outputs = runtimes.load(loop.inverse).run_all(y)
-    for name, value in loop_outputs.items():
-        np.testing.assert_array_equal(fixed_outputs[name], value)
+    assert fixed_outputs["iterations"].tolist() == loop_outputs["iterations"].tolist()
+    atol = model.blocks[0].atol
+    assert (fixed_outputs["residual"] <= atol).tolist() == (loop_outputs["residual"] <= atol).tolist()
+    assert_close_outputs(fixed_outputs, loop_outputs, exclude=("iterations",))
     assert not any(node.op_type == "Loop" for node in onnx.load(result.inverse).graph.node)
+
+
+def assert_close_outputs(actual: dict, expected: dict, exclude: tuple[str, ...] = ()) -> None:
+    """Every output within the float32 parity tolerance of the inverse (1e-4 · max(1, |x|∞))."""
+    assert set(actual) == set(expected)
+    for name, value in expected.items():
+        if name not in exclude:
+            limit = TOLERANCES["float32"]["inverse"] * max(1.0, float(np.abs(value).max()))
+            np.testing.assert_allclose(actual[name], value, rtol=0, atol=limit, err_msg=name)
 
 
 def test_fixed_steps_grow_with_the_input_radius(model):
@@ -91,8 +105,10 @@ def test_ort_format_files_load_and_agree(tmp_path, model):
     for kind in ("forward", "inverse"):
         onnx_outputs = runtimes.load(result.paths[kind]).run_all(x)
         ort_outputs = runtimes.load(tmp_path / f"{kind}.ort").run_all(x)
-        for name, value in onnx_outputs.items():
-            np.testing.assert_array_equal(ort_outputs[name], value)
+        # the .ort file holds the graph after basic optimisations only: another graph form
+        if kind == "inverse":
+            assert ort_outputs["iterations"].tolist() == onnx_outputs["iterations"].tolist()
+        assert_close_outputs(ort_outputs, onnx_outputs, exclude=("iterations",))
     session = runtimes.load(tmp_path / "inverse.ort")
     assert session.run_all(x, maxiter=2)["iterations"].tolist() == [2, 2, 2]
 
