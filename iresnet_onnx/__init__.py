@@ -11,14 +11,14 @@ from typing import Any
 __version__ = "0.2.0"
 
 _LAZY = {
-    "LinearContraction": "layers",
-    "SpectralNorm": "spectral",
-    "export": "pipeline",
-    "iResNet": "iresnet",
-    "iResNetBlock": "iresnet",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "spectral_norm": "spectral",
+    "LinearContraction": "_contraction",
+    "SpectralNorm": "_spectral",
+    "export": "_export",
+    "iResNet": "_iresnet",
+    "iResNetBlock": "_iresnet",
+    "load_checkpoint": "_checkpoint",
+    "save_checkpoint": "_checkpoint",
+    "spectral_norm": "_spectral",
 }
 
 __all__ = sorted(_LAZY)

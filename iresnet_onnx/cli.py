@@ -153,8 +153,8 @@ def print_json(data: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
     from .bench import fix_malloc_thresholds
-    from .demo import run_demo
 
     fix_malloc_thresholds()  # its latency table: see iresnet-onnx bench
     run_demo(Path(args.out), epochs=args.epochs, samples=args.samples, seed=args.seed)
@@ -162,10 +162,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoint import save_checkpoint
-    from .data import load_data
-    from .files import write_text_atomic
-    from .training import train_flow
+    from ._atomic import write_text_atomic
+    from ._checkpoint import save_checkpoint
+    from ._data import load_data
+    from ._training import train_flow
 
     data = load_data(args.data)
     hp: dict[str, Any] = load_hp_file(args.hp) if args.hp else {}
@@ -187,8 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .pipeline import export
+    from ._checkpoint import load_checkpoint
+    from ._export import export
 
     model = load_checkpoint(args.checkpoint)
     options = {
@@ -218,8 +218,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ._manifest import read_manifest, verify_hashes
     from .errors import CheckpointError, InvalidModelError
-    from .manifest import read_manifest, verify_hashes
 
     folder = Path(args.dir)
     manifest = read_manifest(folder)
@@ -262,7 +262,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _golden_report(args: argparse.Namespace, folder: Path, manifest: dict[str, Any]) -> Any:
     """The golden vectors on the device: numpy and a runtime, no torch, no checkpoint."""
-    from .golden import verify_golden
+    from ._golden import verify_golden
 
     if args.checkpoint:
         raise ValueError("--golden checks the stored vectors; it takes no --checkpoint")
@@ -272,7 +272,7 @@ def _golden_report(args: argparse.Namespace, folder: Path, manifest: dict[str, A
 def _parity_report(args: argparse.Namespace, folder: Path, manifest: dict[str, Any]) -> Any:
     """Parity against the folder's checkpoint (or --checkpoint) on fresh inputs: needs torch."""
     from . import parity
-    from .checkpoint import load_checkpoint
+    from ._checkpoint import load_checkpoint
 
     checkpoint = (
         Path(args.checkpoint)
@@ -332,7 +332,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .scoring import score_file
+    from ._score import score_file
 
     summary = score_file(
         args.dir, args.data, args.out, runtime=args.runtime, batch_size=args.batch_size,
@@ -346,7 +346,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import run_batch
+    from ._batch import run_batch
 
     summary = run_batch(
         args.dir, args.input, args.output, graph=args.graph, runtime=args.runtime,
@@ -372,7 +372,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspection import inspect_path, render
+    from ._inspect import inspect_path, render
 
     info = inspect_path(Path(args.path))
     if args.json:

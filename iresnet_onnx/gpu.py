@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from . import parity, runtimes
+from ._export import export
 from .bench import suite_model, time_in_blocks
-from .pipeline import export
 
 log = logging.getLogger(__name__)
 SOLVER = {"maxiter": 100, "atol": 1e-6, "rtol": 1e-6}

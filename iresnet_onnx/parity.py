@@ -6,7 +6,7 @@ For every runtime and batch size, on fresh random inputs (never the export's sha
 ``inverse``    ONNX ``x`` vs eager ``x`` (model's solver settings) ≤ tol_i · max(1, |x|∞), and the
                step counts per block: eager's exactly (a graph exported with ``steps_per_check=K``
                tests every K steps: eager's count rounded up to a multiple of K, within maxiter;
-               see :meth:`~iresnet_onnx.agreement.StepRule.graph_steps`). One test apart
+               see :meth:`~iresnet_onnx._tolerances.StepRule.graph_steps`). One test apart
                (±1 step, ±K) is admitted only for a block whose final residual lies within
                rounding of atol on either side — there the two stops are equally right — and then
                the x tolerance also admits those steps (each moves x by ≤ atol + rtol·|x|∞).
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from . import runtimes as rt
-from .agreement import TOLERANCES, ParityReport, ParityRow, StepRule, compare, load_or_note
-from .density import log_abs_det
+from ._density import log_abs_det
+from ._iresnet import iResNet, iResNetBlock
+from ._tolerances import TOLERANCES, ParityReport, ParityRow, StepRule, compare, load_or_note
+from ._torch_session import EagerSession
 from .errors import ParityError
-from .iresnet import iResNet, iResNetBlock
-from .runtimes.eager import EagerSession
 
 __all__ = ["TOLERANCES", "ParityError", "ParityReport", "ParityRow", "assert_parity", "check"]
 

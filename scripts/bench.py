@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from iresnet_onnx._atomic import write_text_atomic
 from iresnet_onnx.bench import bench_suite, fix_malloc_thresholds, suite_report
-from iresnet_onnx.files import write_text_atomic
 
 
 def ints(text: str) -> tuple[int, ...]:

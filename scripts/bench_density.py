@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Density benchmark (iresnet_onnx.bench.density): density.onnx on onnxruntime against eager
+"""Density benchmark (iresnet_onnx.bench._density): density.onnx on onnxruntime against eager
 log_prob and the autograd-Jacobian route, and training speed per epoch, lemma against Jacobian.
 Prints markdown and writes results/density.md and results/density.json.
 
@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from iresnet_onnx._atomic import write_text_atomic
 from iresnet_onnx.bench import density_suite, format_matrix, machine, rows_to_dicts, training_speed
-from iresnet_onnx.files import write_text_atomic
 
 
 def ints(text: str) -> tuple[int, ...]:

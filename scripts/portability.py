@@ -24,10 +24,10 @@ import onnx
 
 from iresnet_onnx import export, parity
 from iresnet_onnx import runtimes as rt
+from iresnet_onnx._atomic import write_text_atomic
 from iresnet_onnx.bench import fix_malloc_thresholds, machine, time_in_blocks
-from iresnet_onnx.bench.models import suite_model
+from iresnet_onnx.bench._models import suite_model
 from iresnet_onnx.errors import UnsupportedModelError
-from iresnet_onnx.files import write_text_atomic
 
 MODELS = {
     "iResNet(64)": lambda: suite_model(64),

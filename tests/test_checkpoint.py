@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from iresnet_onnx import LinearContraction, iResNet, iResNetBlock, load_checkpoint, save_checkpoint
-from iresnet_onnx.checkpoint import FORMAT, VERSION
+from iresnet_onnx._checkpoint import FORMAT, VERSION
 from iresnet_onnx.errors import CheckpointError
 from tests.conftest import make_model
 

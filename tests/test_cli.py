@@ -23,8 +23,8 @@ import torch
 from onnx import numpy_helper
 
 from iresnet_onnx import runtimes, save_checkpoint
+from iresnet_onnx._manifest import sha256
 from iresnet_onnx.cli import main
-from iresnet_onnx.manifest import sha256
 from tests.conftest import make_model
 
 REPO = Path(__file__).resolve().parents[1]

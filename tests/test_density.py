@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from iresnet_onnx import iResNet, iResNetBlock
+from iresnet_onnx._density import activation_derivative
+from iresnet_onnx._iresnet import ACTIVATIONS
 from iresnet_onnx.bench import scale_weights
-from iresnet_onnx.density import activation_derivative
-from iresnet_onnx.iresnet import ACTIVATIONS
 
 
 def flow(variant: str, activation: str, n: int = 5, nblocks: int = 3) -> iResNet:
@@ -86,7 +86,7 @@ def test_block_and_model_agree_and_sum():
 
 def test_log_abs_det_of_large_batches_is_right_with_two_threads():
     """torch 2.13's batched CPU slogdet is wrong above ~128×128 with 2 threads; ours is not."""
-    from iresnet_onnx.density import log_abs_det
+    from iresnet_onnx._density import log_abs_det
 
     matrices = torch.randn(6, 160, 160, dtype=torch.float64) * 0.05 + torch.eye(160)
     expected = torch.stack([torch.linalg.slogdet(m)[1] for m in matrices])

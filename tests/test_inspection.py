@@ -1,6 +1,6 @@
 """inspection: the summary of an export folder or a single graph."""
 
-from iresnet_onnx.inspection import inspect_path, render
+from iresnet_onnx._inspect import inspect_path, render
 from tests.conftest import make_model
 
 

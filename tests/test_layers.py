@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from iresnet_onnx import LinearContraction
-from iresnet_onnx.spectral import power_iteration
+from iresnet_onnx._spectral import power_iteration
 
 
 def scaled_layer(m: int, n: int, factor: float = 100.0, **kwargs) -> LinearContraction:

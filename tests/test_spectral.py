@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iresnet_onnx import SpectralNorm, spectral_norm
-from iresnet_onnx.spectral import cold_start, power_iteration
+from iresnet_onnx._spectral import cold_start, power_iteration
 
 
 def named_matrices() -> dict[str, torch.Tensor]:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from iresnet_onnx import LinearContraction, iResNet
-from iresnet_onnx.data import load_data, two_moons
-from iresnet_onnx.spectral import power_iteration
-from iresnet_onnx.training import log_likelihood, train_flow
+from iresnet_onnx._data import load_data, two_moons
+from iresnet_onnx._spectral import power_iteration
+from iresnet_onnx._training import log_likelihood, train_flow
 
 
 def test_two_moons_is_standardised_and_reproducible():

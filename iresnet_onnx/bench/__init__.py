@@ -1,10 +1,10 @@
 """Benchmarks: sound timing (``timing``), what is timed (``models``), the latency of exports and
 the performance suite (``latency``), density and training speed (``density``)."""
 
-from .density import density_suite, training_speed
-from .latency import BASELINE, DEFAULT_EXPORT, bench_export, bench_suite, suite_report, targets
-from .models import Baseline, jacobian_log_prob, scale_weights, suite_model, torch_threads
-from .timing import (
+from ._density import density_suite, training_speed
+from ._latency import BASELINE, DEFAULT_EXPORT, bench_export, bench_suite, suite_report, targets
+from ._models import Baseline, jacobian_log_prob, scale_weights, suite_model, torch_threads
+from ._timing import (
     BenchRow,
     Timing,
     fix_malloc_thresholds,

@@ -1,11 +1,13 @@
 """torch module → ONNX graphs: what to export (``config``), how (``builder``, ``functions``,
 ``convert``), and whether the graphs are well-formed (``validate``). Writing an export folder,
-checking its numbers and recording the manifest happen one level up, in :mod:`iresnet_onnx.pipeline`.
+checking its numbers and recording the manifest happen one level up, in :mod:`iresnet_onnx._export`.
 """
 
 import onnx
 
-from .config import (
+from ._assembly import build_density, build_forward, build_inverse
+from ._checks import check_onnxruntime_kernels, check_structure
+from ._spec import (
     DEFAULT_OPSET,
     SPECTRAL_NORM_MODES,
     SUPPORTED_OPSETS,
@@ -15,8 +17,6 @@ from .config import (
     fixed_steps,
     with_solver_defaults,
 )
-from .convert import build_density, build_forward, build_inverse
-from .validate import check_onnxruntime_kernels, check_structure
 
 __all__ = [
     "DEFAULT_OPSET",

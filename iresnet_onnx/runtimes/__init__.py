@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RuntimeUnavailableError
-from .base import ModelInfo, Session, read_model
+from ._session import ModelInfo, Session, read_model
 
 __all__ = [
     "RUNTIMES",
@@ -40,7 +40,7 @@ def _installed(module: str) -> bool:
 def _onnxruntime_devices() -> tuple[str, ...]:
     if not _installed("onnxruntime"):
         return ()
-    from .ort import available_devices
+    from ._onnxruntime import available_devices
 
     return available_devices()
 
@@ -63,7 +63,7 @@ def devices(runtime: str) -> tuple[str, ...]:
     if runtime == "torch":
         return _torch_devices()
     if runtime in ("openvino", "tract") and _installed(runtime):
-        adapter = importlib.import_module(f".{runtime}", __name__)
+        adapter = importlib.import_module(f"._{runtime}", __name__)
         return adapter.available_devices()
     return ()
 
@@ -109,21 +109,21 @@ def load(
     runtime, device = parse_runtime(runtime, device)
     require(runtime, device)
     if runtime == "onnxruntime":
-        from .ort import OnnxRuntimeSession
+        from ._onnxruntime import OnnxRuntimeSession
 
         return OnnxRuntimeSession(path, device, **options)
     if runtime == "openvino":
-        from .openvino import OpenVinoSession
+        from ._openvino import OpenVinoSession
 
         return OpenVinoSession(path, device, **options)
     if runtime == "tract":
-        from .tract import TractSession
+        from ._tract import TractSession
 
         return TractSession(path, device, **options)
     if runtime == "reference":
-        from .reference import ReferenceSession
+        from ._reference import ReferenceSession
 
         return ReferenceSession(path, device, **options)
-    from .eager import EagerSession
+    from .._torch_session import EagerSession
 
     return EagerSession(path, device, **options)

@@ -37,7 +37,7 @@ def test_this_environment_has_no_torch():
 
 def test_importing_the_runtimes_loads_neither_torch_nor_onnx():
     code = (
-        "import sys, iresnet_onnx.runtimes, iresnet_onnx.cli, iresnet_onnx.golden;"
+        "import sys, iresnet_onnx.runtimes, iresnet_onnx.cli, iresnet_onnx._golden;"
         "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -135,7 +135,7 @@ def test_import_time_is_close_to_the_runtime_itself():
 
 
 def test_score_without_torch_reproduces_the_golden_log_probs(edge_exports, capsys, tmp_path):
-    from iresnet_onnx.golden import read_case
+    from iresnet_onnx._golden import read_case
 
     inputs, outputs = read_case(edge_exports["loop"] / "golden" / "density" / "test_data_set_2")
     np.save(tmp_path / "rows.npy", inputs["x"])

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from iresnet_onnx import export, iResNet, iResNetBlock, load_checkpoint, runtimes
+from iresnet_onnx._manifest import read_manifest, sha256, verify_hashes
 from iresnet_onnx.errors import ExportError, ParityError
-from iresnet_onnx.exporters import functions
-from iresnet_onnx.manifest import read_manifest, sha256, verify_hashes
+from iresnet_onnx.exporters import _components
 from tests.conftest import make_model
 
 
@@ -84,7 +84,7 @@ def test_validation_miss_is_a_parity_error_and_keeps_the_good_export(tmp_path, m
     export(make_model(6, 1), out)
     good = folder_hashes(out)
     # a wrong activation mapping (0.5-leaky instead of ReLU) makes the graphs disagree with eager
-    monkeypatch.setitem(functions.ACTIVATION_OPS, "ReLU", ("LeakyRelu", {"alpha": 0.5}, ()))
+    monkeypatch.setitem(_components.ACTIVATION_OPS, "ReLU", ("LeakyRelu", {"alpha": 0.5}, ()))
     with pytest.raises(ParityError, match=r"onnxruntime:cpu forward on \[1, 6\]: max\|Δ\|"):
         export(make_model(6, 1, seed=3), out)
     assert folder_hashes(out) == good  # the good export is untouched

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from iresnet_onnx import export, runtimes
-from iresnet_onnx.agreement import TOLERANCES
+from iresnet_onnx._manifest import read_manifest, verify_hashes
+from iresnet_onnx._tolerances import TOLERANCES
 from iresnet_onnx.exporters import describe, fixed_steps
-from iresnet_onnx.manifest import read_manifest, verify_hashes
 from iresnet_onnx.parity import check
 from tests.conftest import make_model
 

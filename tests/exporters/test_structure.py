@@ -9,7 +9,7 @@ import torch
 from onnx import numpy_helper
 
 from iresnet_onnx import __version__
-from iresnet_onnx.inspection import graph_summary
+from iresnet_onnx._inspect import graph_summary
 from tests.conftest import make_model
 
 

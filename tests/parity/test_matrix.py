@@ -10,8 +10,8 @@ import itertools
 
 import pytest
 
-from iresnet_onnx import export, iresnet, runtimes
-from iresnet_onnx.exporters.functions import ACTIVATION_OPS
+from iresnet_onnx import _iresnet, export, runtimes
+from iresnet_onnx.exporters._components import ACTIVATION_OPS
 from iresnet_onnx.parity import check
 from tests.conftest import make_model, stale_power_vectors
 
@@ -119,7 +119,7 @@ def test_parity_with_steps_per_check(tmp_path, n, variant, activation):
     "mode", ["portable", *(pytest.param(m, marks=pytest.mark.slow) for m in ("loop", "folded"))]
 )
 def test_every_allowed_activation_exports(tmp_path, activation, mode):
-    assert set(ACTIVATION_OPS) == set(iresnet.ACTIVATIONS)  # every allowed activation maps to ONNX
+    assert set(ACTIVATION_OPS) == set(_iresnet.ACTIVATIONS)  # every allowed activation maps to ONNX
     model = make_model(5, 2, variant="mlp", activation=activation, seed=3)
     export(model, tmp_path, validate=False, **EXPORT_OPTIONS[mode])
     report = check(

@@ -23,12 +23,12 @@ import numpy as np
 
 from . import __version__, parity
 from . import runtimes as rt
+from ._atomic import atomic_directory, check_replaceable
+from ._checkpoint import save_checkpoint
+from ._data import two_moons
+from ._export import export
+from ._training import train_flow
 from .bench import bench_export, format_table, machine, rows_to_dicts
-from .checkpoint import save_checkpoint
-from .data import two_moons
-from .files import atomic_directory, check_replaceable
-from .pipeline import export
-from .training import train_flow
 
 DEMO_HP = {
     "nblocks": 10,

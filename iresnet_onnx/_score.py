@@ -14,9 +14,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import runtimes as rt
-from .data import count_rows, iter_chunks
-from .files import atomic_file
-from .manifest import read_manifest
+from ._atomic import atomic_file
+from ._data import count_rows, iter_chunks
+from ._manifest import read_manifest
 
 __all__ = ["ScoreSummary", "score_file"]
 

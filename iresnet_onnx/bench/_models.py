@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-from ..density import log_abs_det
-from ..iresnet import iResNet
-from ..layers import LinearContraction
+from .._contraction import LinearContraction
+from .._density import log_abs_det
+from .._iresnet import iResNet
 
 __all__ = ["Baseline", "jacobian_log_prob", "scale_weights", "suite_model", "torch_threads"]
 

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .. import runtimes as rt
 from ..errors import UnsupportedModelError
-from .models import Baseline, suite_model, torch_threads
-from .timing import (
+from ._models import Baseline, suite_model, torch_threads
+from ._timing import (
     UNSTABLE_RANGE,
     BenchRow,
     Timing,
@@ -120,7 +120,7 @@ def bench_suite(
     one, and the K = 1 export that stops every row exactly where eager does. Each cell also gets
     its roofline (the GEMMs alone) and, for the inverse, the mean and largest per-row step counts.
     """
-    from ..pipeline import export
+    from .._export import export
 
     solver = solver or {"maxiter": 100, "atol": 1e-6, "rtol": 1e-6}
     with torch_threads(threads):

@@ -7,7 +7,7 @@ import numpy as np
 from onnx.reference import ReferenceEvaluator
 
 from ..errors import InvalidModelError
-from .base import Session, read_model
+from ._session import Session, read_model
 
 
 class ReferenceSession(Session):

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .._solver_settings import MAXITER_LIMIT, SOLVER_SETTINGS, check_solver_options
 from ..errors import ConvergenceWarning, InvalidModelError
-from ..solver import MAXITER_LIMIT, SOLVER_SETTINGS, check_solver_options
 
 GRAPHS = {
     # graph kind → (input name, main output name)

@@ -8,8 +8,8 @@ from typing import Any
 import onnx
 from onnx import numpy_helper
 
+from ._manifest import read_manifest, verify_hashes
 from .errors import InvalidModelError
-from .manifest import read_manifest, verify_hashes
 from .runtimes import read_model
 
 

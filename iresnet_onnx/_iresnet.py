@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from ._contraction import LinearContraction, check_width
+from ._solver_settings import MAXITER_LIMIT, check_solver_options
 from .errors import ConvergenceWarning
-from .layers import LinearContraction, check_width
-from .solver import MAXITER_LIMIT, check_solver_options
 
 __all__ = [
     "ACTIVATIONS",
@@ -308,8 +308,8 @@ class iResNetBlock(nn.Module):
 
     def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
         """log|det ∂f/∂x| per sample, ``[..., n] → [...]``: exact, by the matrix determinant lemma
-        (a hidden×hidden determinant, see :mod:`iresnet_onnx.density`); differentiable."""
-        from .density import forward_and_log_det
+        (a hidden×hidden determinant, see :mod:`iresnet_onnx._density`); differentiable."""
+        from ._density import forward_and_log_det
 
         check_width(x, self.input_size, "iResNetBlock.log_abs_det_jacobian")
         return forward_and_log_det(self, x)[1]
@@ -581,7 +581,7 @@ class iResNet(nn.Module):
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(z, log|det ∂z/∂x|)``: the forward pass and its exact log-determinant (the sum of the
         blocks'), in one pass; ``[..., n] → ([..., n], [...])``, differentiable."""
-        from .density import forward_and_log_det
+        from ._density import forward_and_log_det
 
         check_width(x, self.input_size, "iResNet")
         total = x.new_zeros(x.shape[:-1])
@@ -597,7 +597,7 @@ class iResNet(nn.Module):
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) under the flow with a standard normal base: log N(f(x); 0, I) + log|det ∂f/∂x|,
         per sample, ``[..., n] → [...]``; differentiable (what maximum-likelihood training uses)."""
-        from .density import gaussian_log_density
+        from ._density import gaussian_log_density
 
         z, log_det = self.forward_and_log_det(x)
         return gaussian_log_density(z) + log_det

@@ -12,9 +12,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import runtimes as rt
-from ..data import two_moons
-from .models import jacobian_log_prob, suite_model, torch_threads
-from .timing import BenchRow, repeats_for, time_in_blocks
+from .._data import two_moons
+from ._models import jacobian_log_prob, suite_model, torch_threads
+from ._timing import BenchRow, repeats_for, time_in_blocks
 
 __all__ = ["JACOBIAN", "density_suite", "training_speed"]
 
@@ -30,7 +30,7 @@ def density_suite(
 ) -> list[BenchRow]:
     """log p of a batch: the Jacobian route (the reference of the ratios), eager ``log_prob``, and
     ``density.onnx`` on onnxruntime (loop and folded spectral norm)."""
-    from ..pipeline import export
+    from .._export import export
 
     rows: list[BenchRow] = []
     with torch_threads(threads), tempfile.TemporaryDirectory() as tmp:

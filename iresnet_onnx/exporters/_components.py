@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from .builder import BOOL, INT64, Component, Ops
+from ._builder import BOOL, INT64, Component, Ops
 
 # torch.nn activation (by class name) → ONNX: (op type, attributes, extra constant inputs)
 ACTIVATION_OPS: dict[str, tuple[str, dict, tuple[float, ...]]] = {
@@ -323,7 +323,7 @@ def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int)
     )  # fmt: skip
 
 
-# ϕ′ of each activation, as ONNX ops; torch's conventions at the kinks (see iresnet_onnx.density)
+# ϕ′ of each activation, as ONNX ops; torch's conventions at the kinks (see iresnet_onnx._density)
 def _activation_derivative(ops: Ops, name: str, u: ir.Value) -> ir.Value:
     one, zero = ops.const(1.0), ops.const(0.0)
     if name == "ReLU":
@@ -382,7 +382,7 @@ def _log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
 def block_density_component(steps: Sequence[BottleneckStep], width: int, hidden: int) -> Component:
     """``BlockDensity(x, parameters…) -> (y, log|det ∂y/∂x|)``: the block and its exact log-det.
 
-    The lemma of :mod:`iresnet_onnx.density`: ``lowrank`` det(I_k + W₂ D W₁); ``mlp``
+    The lemma of :mod:`iresnet_onnx._density`: ``lowrank`` det(I_k + W₂ D W₁); ``mlp``
     det(I_h + (W₁W₃) D₂ W₂ D₁), with D = diag(ϕ′(u)) at each activation's input; the n×n form
     det(I_n + J_g) where the hidden size exceeds the width n.
     """

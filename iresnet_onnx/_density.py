@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from .layers import LinearContraction
+from ._contraction import LinearContraction
 
 __all__ = ["activation_derivative", "forward_and_log_det", "gaussian_log_density", "log_abs_det"]
 

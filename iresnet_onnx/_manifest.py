@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import __version__
+from ._atomic import write_text_atomic
 from .errors import InvalidModelError
-from .files import write_text_atomic
 
 __all__ = ["MANIFEST_NAME", "read_manifest", "sha256", "verify_hashes", "write_manifest"]
 

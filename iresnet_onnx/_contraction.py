@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from .spectral import SpectralNorm, power_iteration
+from ._spectral import SpectralNorm, power_iteration
 
 __all__ = ["POWER_ITERATION", "LinearContraction"]
 

@@ -2,7 +2,7 @@
 manifest — one level above the exporters and the parity suite, which it joins.
 
 An export folder is complete or absent: everything is written into a temporary folder beside
-``out_dir`` and swapped in only once it is whole and validated (:mod:`iresnet_onnx.files`), so a
+``out_dir`` and swapped in only once it is whole and validated (:mod:`iresnet_onnx._atomic`), so a
 failed, interrupted or racing export never damages the good export already there. An export that
 misses parity is moved to ``<out_dir>.rejected`` for inspection, where no pipeline picks it up.
 """
@@ -19,8 +19,13 @@ import onnx
 
 from . import parity
 from . import runtimes as rt
-from .agreement import TOLERANCES
-from .checkpoint import save_checkpoint
+from ._atomic import atomic_directory, check_replaceable
+from ._checkpoint import save_checkpoint
+from ._golden import GOLDEN_BATCH_SIZES, GOLDEN_DIR, write_cases
+from ._inspect import graph_summary
+from ._manifest import MANIFEST_NAME, write_manifest
+from ._tolerances import TOLERANCES
+from ._torch_session import EagerSession
 from .errors import ParityError, RuntimeUnavailableError
 from .exporters import (
     DEFAULT_OPSET,
@@ -30,12 +35,7 @@ from .exporters import (
     fixed_steps,
     with_solver_defaults,
 )
-from .files import atomic_directory, check_replaceable
-from .golden import GOLDEN_BATCH_SIZES, GOLDEN_DIR, write_cases
-from .inspection import graph_summary
-from .manifest import MANIFEST_NAME, write_manifest
-from .runtimes.base import GRAPHS
-from .runtimes.eager import EagerSession
+from .runtimes._session import GRAPHS
 
 __all__ = ["VALIDATION_RUNTIMES", "ExportResult", "export"]
 

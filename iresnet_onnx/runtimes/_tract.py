@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError, UnsupportedModelError
-from .base import Session, inputs_with_defaults, read_model
+from ._session import Session, inputs_with_defaults, read_model
 
 _FACT = {"float32": "f32", "float64": "f64", "int64": "i64"}
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from ._atomic import atomic_file
+from ._iresnet import check_invertible, iResNet, iResNetBlock
 from .errors import CheckpointError
-from .files import atomic_file
-from .iresnet import check_invertible, iResNet, iResNetBlock
 
 __all__ = ["FORMAT", "VERSION", "load_checkpoint", "save_checkpoint"]
 

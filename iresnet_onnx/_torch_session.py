@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
-from ..density import forward_and_log_det, gaussian_log_density
-from ..iresnet import iResNet, iResNetBlock
-from .base import GRAPHS, ModelInfo, Session, read_model
+from ._checkpoint import load_checkpoint
+from ._density import forward_and_log_det, gaussian_log_density
+from ._iresnet import iResNet, iResNetBlock
+from .runtimes._session import GRAPHS, ModelInfo, Session, read_model
 
 CHECKPOINT_NAME = "model.pt"
 

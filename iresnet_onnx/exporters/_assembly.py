@@ -19,9 +19,8 @@ import onnx
 import onnx_ir as ir
 
 from .. import __version__
-from .builder import DOMAIN, INT64, Component, Ops, typed_value
-from .config import ExportOptions, LayerSpec, ModelSpec, fixed_steps
-from .functions import (
+from ._builder import DOMAIN, INT64, Component, Ops, typed_value
+from ._components import (
     block_density_component,
     block_forward_component,
     block_inverse_component,
@@ -30,6 +29,7 @@ from .functions import (
     contraction_component,
     spectral_norm_component,
 )
+from ._spec import ExportOptions, LayerSpec, ModelSpec, fixed_steps
 
 _IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 _DTYPE = {np.dtype(np.float32): ir.DataType.FLOAT, np.dtype(np.float64): ir.DataType.DOUBLE}

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..iresnet import check_invertible, iResNet, iResNetBlock
-from ..layers import LinearContraction
-from ..solver import check_solver_options
-from ..spectral import start_vector
-from .functions import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
+from .._contraction import LinearContraction
+from .._iresnet import check_invertible, iResNet, iResNetBlock
+from .._solver_settings import check_solver_options
+from .._spectral import start_vector
+from ._components import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
 
 SPECTRAL_NORM_MODES = ("loop", "folded")
 INVERSE_MODES = ("loop", "fixed")

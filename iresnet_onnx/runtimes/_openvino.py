@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError, UnsupportedModelError
-from .base import Session, inputs_with_defaults, read_model
+from ._session import Session, inputs_with_defaults, read_model
 
 
 def available_devices() -> tuple[str, ...]:

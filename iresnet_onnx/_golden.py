@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import runtimes as rt
-from .agreement import TOLERANCES, ParityReport, StepRule, compare, load_or_note
+from ._tolerances import TOLERANCES, ParityReport, StepRule, compare, load_or_note
 from .errors import InvalidModelError
 
 __all__ = ["GOLDEN_BATCH_SIZES", "GOLDEN_DIR", "read_case", "verify_golden", "write_cases"]

@@ -38,12 +38,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import runtimes as rt
-from .data import count_rows as count_data_rows
-from .data import csv_header_rows
+from ._atomic import atomic_file
+from ._data import count_rows as count_data_rows
+from ._data import csv_header_rows
+from ._manifest import read_manifest, sha256
 from .errors import InvalidModelError
-from .files import atomic_file
-from .manifest import read_manifest, sha256
-from .runtimes.base import GRAPHS
+from .runtimes._session import GRAPHS
 
 __all__ = ["BATCH_GRAPHS", "BatchProgress", "BatchSummary", "run_batch"]
 

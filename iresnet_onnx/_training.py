@@ -3,7 +3,7 @@
 f maps data x to latents z = f(x) with a standard normal prior, so
 ``log p(x) = log N(f(x); 0, I) + log |det ∂f/∂x|`` — :meth:`iResNet.log_prob`, whose log-determinant
 is exact and costs a hidden×hidden determinant per block (the matrix determinant lemma, see
-:mod:`iresnet_onnx.density`), not n vector-Jacobian products. The contraction keeps every block
+:mod:`iresnet_onnx._density`), not n vector-Jacobian products. The contraction keeps every block
 invertible, so det ∂f/∂x > 0 and ``inverse`` turns prior samples into data samples.
 """
 
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._contraction import LinearContraction
+from ._iresnet import iResNet
 from .errors import TrainingError
-from .iresnet import iResNet
-from .layers import LinearContraction
 
 __all__ = ["TrainResult", "log_likelihood", "train_flow"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError, RuntimeUnavailableError
-from .base import Session, check_solver_inputs, metadata_info, read_model, torch_tensor_type
+from ._session import Session, check_solver_inputs, metadata_info, read_model, torch_tensor_type
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
