@@ -16,26 +16,66 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import OutputError
+
 __all__ = ["atomic_directory", "atomic_file", "check_replaceable", "write_text_atomic"]
 
 _SWAP_ATTEMPTS = 10
 """Rounds of the two-rename swap before giving up: each lost round means another writer won one."""
 
 
+_OUTPUT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+     errno.EISDIR, errno.ENAMETOOLONG, errno.EFBIG}
+)  # fmt: skip
+"""Failures to write that are the destination's (full, read-only, not ours), not a bug."""
+
+
+@contextlib.contextmanager
+def _output_errors(path: Path) -> Iterator[None]:
+    """Turn a failed write of ``path`` into an :class:`OutputError` naming it."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _OUTPUT_ERRNOS:
+            raise
+        reason = "no space left on the device" if error.errno in (errno.ENOSPC, errno.EDQUOT) else (
+            error.strerror or str(error)
+        )
+        raise OutputError(f"cannot write {path}: {reason}; nothing was written") from error
+
+
+def _umask() -> int:
+    """The process's umask, without changing it (os.umask can only set it, for every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022  # the common default where /proc is not there
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """``with atomic_file(p) as tmp:`` write ``tmp``; on success it replaces ``p`` in one rename."""
+    """``with atomic_file(p) as tmp:`` write ``tmp``; on success it replaces ``p`` in one rename.
+
+    The file ends with the permissions the umask gives a new file (mkstemp's private 0600 would
+    survive the rename); a destination that cannot be written is an :class:`OutputError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
+        tmp = Path(name)
+        try:
+            yield tmp
+            _fsync(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -52,28 +92,32 @@ def atomic_directory(path: str | Path, marker: str | None = None) -> Iterator[Pa
     A previous ``d`` stays untouched until the new folder is complete, and is then replaced as a
     whole, so no reader ever sees old and new files mixed. Two writers racing for one ``d`` each
     build their own temporary folder; the last to finish wins, whole. With ``marker``, an existing
-    non-empty ``d`` is replaced only if it holds that file (it is one of ours): a ``ValueError``
-    before any work, rather than deleting a folder of someone else's files.
+    non-empty ``d`` is replaced only if it holds that file (it is one of ours): an
+    :class:`OutputError` before any work, rather than deleting a folder of someone else's files.
+    The folder ends with the permissions the umask gives a new folder.
     """
     path = Path(path)
     check_replaceable(path, marker)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        for child in tmp.rglob("*"):
-            _fsync(child)
-        _swap_in(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            yield tmp
+            for child in tmp.rglob("*"):
+                _fsync(child)
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's private 0700 would survive the rename
+            _swap_in(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_replaceable(path: Path, marker: str | None) -> None:
-    """``ValueError`` unless ``path`` is absent, an empty folder, or a folder holding ``marker``."""
+    """An :class:`OutputError` unless ``path`` is absent, an empty folder, or a folder holding
+    ``marker``."""
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a folder")
+        raise OutputError(f"{path} exists and is not a folder")
     if marker and path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
-        raise ValueError(
+        raise OutputError(
             f"refusing to replace {path}: it holds files but no {marker}, so it is not an output "
             "of this tool; choose an empty or new folder"
         )

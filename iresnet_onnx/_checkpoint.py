@@ -18,7 +18,7 @@ import torch
 
 from ._atomic import atomic_file
 from ._iresnet import check_invertible, iResNet, iResNetBlock
-from .errors import CheckpointError
+from .errors import CheckpointError, UsageTypeError
 
 __all__ = ["FORMAT", "VERSION", "load_checkpoint", "save_checkpoint"]
 
@@ -36,7 +36,7 @@ def save_checkpoint(model: iResNet | iResNetBlock, path: str | Path) -> Path:
     """
     kind = type(model).__name__
     if kind not in _CLASSES:
-        raise TypeError(f"save_checkpoint takes an iResNet or iResNetBlock, got {kind}")
+        raise UsageTypeError(f"save_checkpoint takes an iResNet or iResNetBlock, got {kind}")
     check_invertible(model, f"save_checkpoint({kind})")
     payload = {
         "format": FORMAT,

@@ -1,6 +1,7 @@
 r"""LinearContraction: a linear layer whose Lipschitz constant is at most ``c < 1``."""
 
 import math
+import numbers
 from typing import Final, Optional
 
 import torch
@@ -8,6 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from ._spectral import SpectralNorm, power_iteration
+from .errors import UsageError
 
 __all__ = ["POWER_ITERATION", "LinearContraction"]
 
@@ -22,22 +24,24 @@ _COLD_START_MAXITER: Final = 10_000
 
 
 def check_width(x: Tensor, expected: int, what: str) -> None:
-    """Raise ``ValueError`` unless the last dimension of ``x`` is ``expected``."""
+    """A :class:`~iresnet_onnx.errors.UsageError` unless the last dimension of ``x`` is
+    ``expected``."""
     if x.dim() == 0 or x.shape[-1] != expected:
         got = "a 0-d tensor" if x.dim() == 0 else f"{x.shape[-1]} (shape {list(x.shape)})"
-        raise ValueError(
-            f"{what} expects inputs of shape [..., {expected}], last dimension is {got}"
-        )
+        message = f"{what} expects inputs of shape [..., {expected}], last dimension is {got}"
+        if torch.jit.is_scripting():
+            raise ValueError(message)  # TorchScript raises builtin exceptions only
+        raise UsageError(message)
 
 
 class LinearContraction(nn.Module):
     r"""``f(x) = A′x + b`` with ``A′ = A·min(c/‖A‖₂, 1)``, so ``‖f(x) − f(y)‖₂ ≤ c‖x − y‖₂``.
 
     ‖A‖₂ comes from :class:`~iresnet_onnx.SpectralNorm` (gradient u vᵀ), warm-started from the
-    persistent buffer ``power_vector``. In training the buffer follows the weights; in eval mode nothing
-    is written but ``spectral_norm`` (σ of the current weights), so two eval calls are bit-identical.
-    Under ``torch.no_grad()`` in eval mode A′ is cached until the weights or buffers change.
-    The bias is not scaled.
+    persistent buffer ``power_vector``. In training the buffer follows the weights; in eval mode
+    nothing is written but ``spectral_norm`` (σ of the current weights), so two eval calls are
+    bit-identical. σ is measured at every call, so the layer is right for whatever edited its
+    weights; :func:`iresnet_onnx.freeze` folds A′ once for inference. The bias is not scaled.
     """
 
     input_size: Final[int]
@@ -56,16 +60,14 @@ class LinearContraction(nn.Module):
     """BUFFER: the unit power-iteration vector (length min(in, out)) that warm-starts the next call."""
     weight: Tensor
     bias: Optional[Tensor]
-    _scripted_cache: list[Tensor]
-    """TorchScript's eval cache: copies of weight, power_vector and c, then A′ (empty: unfilled)."""
 
     def __init__(self, input_size: int, output_size: int, *, c: float = 0.97, bias: bool = True):
         super().__init__()
-        if not 0.0 < float(c) < 1.0:
-            raise ValueError(f"LinearContraction: c must lie in (0, 1), got {c}")
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not 0.0 < float(c) < 1.0:
+            raise UsageError(f"LinearContraction: c must lie in (0, 1), got {c!r}")
         for name, size in (("input_size", input_size), ("output_size", output_size)):
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ValueError(f"LinearContraction: {name} must be a positive int, got {size!r}")
+                raise UsageError(f"LinearContraction: {name} must be a positive int, got {size!r}")
         self.input_size = int(input_size)
         self.output_size = int(output_size)
         self.power_atol = float(POWER_ITERATION["atol"])
@@ -83,8 +85,6 @@ class LinearContraction(nn.Module):
         # leave the state_dict unchanged while this buffer follows the current weights
         self.register_buffer("spectral_norm", torch.tensor(0.0), persistent=False)
         self.register_buffer("power_vector", torch.zeros(min(self.input_size, self.output_size)))
-        self._cache = None  # snapshots of (weight, power_vector, c) and the A′ derived from them
-        self._scripted_cache = []
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -110,10 +110,6 @@ class LinearContraction(nn.Module):
         with torch.no_grad():
             self.power_vector.copy_(result.vector)
             self.spectral_norm.copy_(result.sigma)
-
-    def __getstate__(self) -> dict:
-        # copies and pickles start without the eval cache (it holds views of this layer's storage)
-        return {**super().__getstate__(), "_cache": None}
 
     def extra_repr(self) -> str:
         return (
@@ -142,104 +138,12 @@ class LinearContraction(nn.Module):
         ).sigma
 
     def effective_weight(self) -> Tensor:
-        """A′ = A·min(c/‖A‖₂, 1); sets the ``spectral_norm`` buffer."""
+        """A′ = A·min(c/‖A‖₂, 1) of the current weights; sets the ``spectral_norm`` buffer."""
         sigma = self._sigma()
         self.spectral_norm = sigma.detach()
         return self.weight * torch.minimum(self.c / sigma, self.one)
 
-    @torch.jit.unused
-    def frozen_effective_weight(self) -> Tensor:
-        """A′ without autograd, cached in eval mode until the weight, warm start or c change.
-
-        The cache holds copies of the tensors A′ was derived from and compares them, byte for
-        byte, with the current ones (:class:`_Snapshot`): version counters and storage pointers
-        miss edits through ``.data`` and tensors re-allocated at a freed address, a comparison
-        does not. It costs about a µs per tensor, far less than one power-iteration step. A′ is
-        derived outside ``torch.inference_mode`` so that a cache filled there still serves
-        autograd later.
-        """
-        weight, vector, c = (
-            self._parameters["weight"],
-            self._buffers["power_vector"],
-            self._buffers["c"],
-        )  # fmt: skip  (the registries: nn.Module.__getattr__ costs ~0.6 µs a lookup)
-        cached = self._cache
-        if (
-            self.training
-            or cached is None
-            or not cached[0].holds(weight)
-            or not cached[1].holds(vector)
-            or not cached[2].holds(c)
-        ):
-            with torch.inference_mode(False), torch.no_grad():
-                snapshot = (_Snapshot(weight), _Snapshot(vector), _Snapshot(c))
-                effective = self.effective_weight()
-            if self.training:  # training moves the warm start at every call: nothing to reuse
-                return effective
-            self._cache = cached = (*snapshot, effective)
-        return cached[3]
-
-    def _scripted_frozen_weight(self) -> Tensor:
-        """TorchScript's A′ cache (it cannot run :meth:`frozen_effective_weight`): the same exact
-        test of weight, warm start and c, by ``torch.equal``."""
-        cache = self._scripted_cache
-        if (
-            len(cache) == 4
-            and _equal(cache[0], self.weight)
-            and _equal(cache[1], self.power_vector)
-            and _equal(cache[2], self.c)
-        ):
-            return cache[3]
-        effective = self.effective_weight().detach()
-        self._scripted_cache = [
-            self.weight.detach().clone(), self.power_vector.clone(), self.c.clone(), effective
-        ]  # fmt: skip
-        return effective
-
     def forward(self, x: Tensor) -> Tensor:
         """Signature: ``[..., input_size] → [..., output_size]``."""
         check_width(x, self.input_size, "LinearContraction")
-        if self.training or (torch.is_grad_enabled() and self.weight.requires_grad):
-            weight = self.effective_weight()
-        elif torch.jit.is_scripting():
-            weight = self._scripted_frozen_weight()
-        else:
-            weight = self.frozen_effective_weight()
-        return functional.linear(x, weight, self.bias)
-
-
-def _equal(snapshot: Tensor, current: Tensor) -> bool:
-    return (
-        snapshot.dtype == current.dtype
-        and snapshot.shape == current.shape
-        and snapshot.device == current.device
-        and torch.equal(snapshot, current)
-    )
-
-
-class _Snapshot:
-    """The bytes a tensor held when A′ was derived, and an exact test of whether it still holds
-    them.
-
-    On the CPU the snapshot keeps a view of the tensor's storage and compares ``bytes`` of it with
-    the saved ones (~0.3 µs for a 2 kB weight, a third of ``torch.equal``'s dispatch). The view
-    also keeps that storage alive, so a tensor assigned through ``.data`` cannot land on its
-    address: a new storage pointer means "changed". Elsewhere ``torch.equal`` compares.
-    """
-
-    __slots__ = ("copy", "dtype", "live", "pointer", "saved", "shape")
-
-    def __init__(self, tensor: Tensor):
-        self.copy = tensor.detach().clone(memory_format=torch.contiguous_format)
-        self.dtype, self.shape, self.pointer = tensor.dtype, tensor.shape, tensor.data_ptr()
-        self.live = self.saved = None
-        if tensor.is_cpu and tensor.is_contiguous() and tensor.dtype.is_floating_point:
-            self.live = memoryview(tensor.detach().numpy()).cast("B")
-            self.saved = bytes(self.live)
-
-    def holds(self, tensor: Tensor) -> bool:
-        if tensor.dtype is not self.dtype or tensor.shape != self.shape:
-            return False
-        if self.live is not None:
-            return tensor.data_ptr() == self.pointer and bytes(self.live) == self.saved
-        return tensor.device == self.copy.device and torch.equal(tensor, self.copy)
+        return functional.linear(x, self.effective_weight(), self.bias)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
+
 __all__ = ["count_rows", "csv_header_rows", "iter_chunks", "load_data", "two_moons"]
 
 
@@ -33,7 +35,7 @@ def load_data(path: str | Path, min_rows: int = 2) -> np.ndarray:
     chunks = [chunk for _, chunk in iter_chunks(path, chunk_rows=1 << 20)]
     data = np.concatenate(chunks) if chunks else np.empty((0, 0), np.float32)
     if data.shape[0] < min_rows:
-        raise ValueError(
+        raise DataError(
             f"data file {path}: expected shape [N, n] with N ≥ {min_rows}, got {list(data.shape)}"
         )
     return data
@@ -58,27 +60,27 @@ def iter_chunks(path: str | Path, chunk_rows: int = 65536) -> Iterator[tuple[int
     width = None
     for start, block in blocks:
         if block.ndim != 2 or block.shape[1] < 1:
-            raise ValueError(f"data file {path}: expected shape [N, n], got {list(block.shape)}")
+            raise DataError(f"data file {path}: expected shape [N, n], got {list(block.shape)}")
         if width is not None and block.shape[1] != width:
-            raise ValueError(
+            raise DataError(
                 f"data file {path}: row {start} has {block.shape[1]} values, not {width}"
             )
         width = block.shape[1]
         if block.dtype.kind not in "fiu":
-            raise ValueError(f"data file {path}: values must be numbers, got {block.dtype}")
+            raise DataError(f"data file {path}: values must be numbers, got {block.dtype}")
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             row = start + int(np.argmin(finite))
-            raise ValueError(f"data file {path}: values must be finite numbers (row {row} is not)")
+            raise DataError(f"data file {path}: values must be finite numbers (row {row} is not)")
         yield start, np.ascontiguousarray(block, dtype=np.float32)
 
 
 def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"data file {path}: no such file")
+        raise DataError(f"data file {path}: no such file")
     if path.suffix not in (".npy", ".csv"):
-        raise ValueError(f"data file {path}: expected .npy or .csv")
+        raise DataError(f"data file {path}: expected .npy or .csv")
     return path
 
 
@@ -86,9 +88,9 @@ def _open_npy(path: Path) -> np.ndarray:
     try:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise ValueError(f"data file {path}: cannot read it ({error})") from error
+        raise DataError(f"data file {path}: cannot read it ({error})") from error
     if data.ndim != 2:
-        raise ValueError(f"data file {path}: expected shape [N, n], got {list(data.shape)}")
+        raise DataError(f"data file {path}: expected shape [N, n], got {list(data.shape)}")
     return data
 
 
@@ -110,7 +112,7 @@ def _csv_blocks(path: Path, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]
             try:
                 block = np.loadtxt(io.StringIO("".join(lines)), delimiter=",", ndmin=2)
             except ValueError as error:
-                raise ValueError(
+                raise DataError(
                     f"data file {path}: rows {start}–{start + len(lines) - 1}: {error}"
                 ) from error
             yield start, block

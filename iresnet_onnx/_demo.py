@@ -122,7 +122,7 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
     latent = forward.run(data)
     prior = np.random.default_rng(seed + 1).standard_normal((SAMPLES_TO_DRAW, 2)).astype(np.float32)
     generated = inverse.run_all(prior)
-    grid = _density_grid(rt.load(exports["loop"].out_dir / "density.onnx"))
+    grid = _density_grid(rt.load(exports["loop"].density))
     picture = _plot(out / "demo.png", data, latent, generated["x"], trained.losses, grid)
 
     seconds = time.perf_counter() - started

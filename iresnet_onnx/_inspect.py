@@ -10,6 +10,7 @@ from onnx import numpy_helper
 
 from ._manifest import read_manifest, verify_hashes
 from .errors import InvalidModelError
+from .graphs import GRAPHS
 from .runtimes import read_model
 
 
@@ -76,9 +77,11 @@ def inspect_path(path: Path) -> dict[str, Any]:
     if path.is_dir():
         manifest = read_manifest(path)
         graphs = {}
-        for direction in ("forward", "inverse"):
-            proto, _ = read_model(path / f"{direction}.onnx")
-            graphs[f"{direction}.onnx"] = graph_summary(proto)
+        for graph in GRAPHS.values():
+            file = path / graph.file
+            if graph.file in manifest["files"] or file.exists():  # density.onnx: since 0.2
+                proto, _ = read_model(file)
+                graphs[graph.file] = graph_summary(proto)
         return {
             "path": str(path),
             "graphs": graphs,
@@ -141,7 +144,7 @@ def render(info: dict[str, Any]) -> str:
 
 
 def _inverse_mode(meta: dict[str, str]) -> str:
-    if meta.get("iresnet_onnx.direction") != "inverse":
+    if "inverse" not in (meta.get("iresnet_onnx.graph"), meta.get("iresnet_onnx.direction")):
         return ""
     if meta.get("iresnet_onnx.inverse") == "fixed":
         return f"inverse fixed, steps per block {meta.get('iresnet_onnx.fixed_steps', '?')}, "

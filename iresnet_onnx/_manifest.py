@@ -16,12 +16,10 @@ from typing import Any
 
 from . import __version__
 from ._atomic import write_text_atomic
+from ._layout import CHECKPOINT, MANIFEST, REQUIRED_GRAPHS
 from .errors import InvalidModelError
 
-__all__ = ["MANIFEST_NAME", "read_manifest", "sha256", "verify_hashes", "write_manifest"]
-
-MANIFEST_NAME = "manifest.json"
-REQUIRED_GRAPHS = ("forward.onnx", "inverse.onnx")
+__all__ = ["read_manifest", "sha256", "verify_hashes", "write_manifest"]
 _PACKAGES = ("torch", "onnx", "onnx-ir", "onnxruntime", "onnxruntime-gpu", "numpy")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -58,15 +56,15 @@ def write_manifest(folder: Path, content: dict[str, Any], files: list[Path]) -> 
             for path in files
         },
     }
-    return write_text_atomic(folder / MANIFEST_NAME, json.dumps(content, indent=2) + "\n")
+    return write_text_atomic(folder / MANIFEST, json.dumps(content, indent=2) + "\n")
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The manifest of an export folder, checked (see the module docstring)."""
     folder = Path(folder)
-    path = folder / MANIFEST_NAME
+    path = folder / MANIFEST
     if not path.is_file():
-        raise InvalidModelError(f"{folder} is not an export folder: no {MANIFEST_NAME}")
+        raise InvalidModelError(f"{folder} is not an export folder: no {MANIFEST}")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -83,7 +81,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
             raise InvalidModelError(f"{path}: file entry {name!r} points outside the export folder")
         if not isinstance(entry, dict) or not _HEX64.fullmatch(str(entry.get("sha256", ""))):
             raise InvalidModelError(f"{path}: file entry {name!r} has no valid sha256")
-    checkpoint = manifest.get("checkpoint", "model.pt")
+    checkpoint = manifest.get("checkpoint", CHECKPOINT)
     if not isinstance(checkpoint, str) or not _is_inside(checkpoint):
         raise InvalidModelError(
             f"{path}: 'checkpoint' must name a file in the folder, got {checkpoint!r}"

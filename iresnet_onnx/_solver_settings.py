@@ -7,6 +7,8 @@ import math
 import numbers
 from typing import Any
 
+from .errors import UsageError
+
 __all__ = ["MAXITER_LIMIT", "SOLVER_SETTINGS", "check_solver_options"]
 
 MAXITER_LIMIT = 1_000_000
@@ -16,7 +18,7 @@ SOLVER_SETTINGS = ("maxiter", "atol", "rtol")
 
 
 def check_solver_options(maxiter: Any, atol: Any, rtol: Any, owner: str) -> None:
-    """``ValueError`` unless maxiter is an int in 1…MAXITER_LIMIT and atol, rtol are finite ≥ 0.
+    """A :class:`~iresnet_onnx.errors.UsageError` unless maxiter is an int in 1…MAXITER_LIMIT and atol, rtol are finite ≥ 0.
 
     ``None`` means "keep the default" and passes. The model's HP, ``inverse(...)`` overrides,
     export defaults and session inputs all use this one rule.
@@ -26,11 +28,11 @@ def check_solver_options(maxiter: Any, atol: Any, rtol: Any, owner: str) -> None
         or not isinstance(maxiter, numbers.Integral)
         or not 1 <= maxiter <= MAXITER_LIMIT
     ):
-        raise ValueError(f"{owner}: maxiter must be an int in 1…{MAXITER_LIMIT:,}, got {maxiter!r}")
+        raise UsageError(f"{owner}: maxiter must be an int in 1…{MAXITER_LIMIT:,}, got {maxiter!r}")
     for name, value in (("atol", atol), ("rtol", rtol)):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+            raise UsageError(f"{owner}: {name} must be a number, got {value!r}")
         if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{owner}: {name} must be finite and ≥ 0, got {value!r}")
+            raise UsageError(f"{owner}: {name} must be finite and ≥ 0, got {value!r}")

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from .errors import UsageError, UsageTypeError
+
 __all__ = [
     "PowerIterationResult",
     "SpectralNorm",
@@ -117,11 +119,11 @@ def power_iteration(
 def _check_matrix(A: Tensor, x0: Optional[Tensor]) -> None:
     if not isinstance(A, Tensor) or A.ndim != 2:
         shape = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__
-        raise ValueError(f"spectral norm: expected a 2-D tensor, got {shape}")
+        raise UsageError(f"spectral norm: expected a 2-D tensor, got {shape}")
     if not A.is_floating_point():
-        raise TypeError(f"spectral norm: expected a floating-point tensor, got {A.dtype}")
+        raise UsageTypeError(f"spectral norm: expected a floating-point tensor, got {A.dtype}")
     if x0 is not None and x0.shape != (min(A.shape),):
-        raise ValueError(
+        raise UsageError(
             f"spectral norm: start vector must have shape ({min(A.shape)},) for a "
             f"{tuple(A.shape)} matrix, got {tuple(x0.shape)}"
         )
@@ -143,7 +145,7 @@ def spectral_norm(
     """
     _check_matrix(A, x0)
     if not bool(torch.isfinite(A).all()):
-        raise ValueError("spectral norm: the matrix contains NaN or Inf")
+        raise UsageError("spectral norm: the matrix contains NaN or Inf")
     return power_iteration(A, x0, atol=atol, rtol=rtol, maxiter=maxiter).sigma
 
 

@@ -1,5 +1,5 @@
-"""How an exported graph's results are held against a reference: tolerances, the report rows, and
-the rule for step counts. Shared by the parity suite (reference: eager PyTorch) and the golden
+"""How an exported graph's results are held against a reference: the tolerances, and the rule for
+step counts. Shared by the parity suite (reference: eager PyTorch) and the golden
 vectors (reference: eager outputs stored at export), so it needs neither torch nor a runtime.
 
 Tolerances (per row, times max(1, |expected|∞)): forward 1e-5, inverse, capped, round trip, density
@@ -12,16 +12,14 @@ for a block whose final residual lies within rounding of atol on either side —
 atol + rtol·|x|∞). Converged flags (residual ≤ atol; NaN is never converged) must agree likewise.
 """
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import runtimes as rt
-from .errors import UnsupportedModelError
+from ._report import ParityRow
 
-__all__ = ["BOUNDARY_ULPS", "TOLERANCES", "ParityReport", "ParityRow", "StepRule", "compare"]
+__all__ = ["BOUNDARY_ULPS", "TOLERANCES", "StepRule", "compare"]
 
 TOLERANCES = {
     "float32": {
@@ -37,106 +35,6 @@ BOUNDARY_ULPS = 16
 """How close to atol (in units of eps·max(1, |x|∞)) a residual lies "within rounding" of it."""
 
 
-@dataclass
-class ParityRow:
-    runtime: str
-    direction: str
-    shape: list[int]
-    max_abs: float
-    max_rel: float
-    tolerance: float
-    passed: bool
-    seconds: float
-    iterations: list[int] | None = None
-    eager_iterations: list[int] | None = None
-    case: str | None = None
-    """Where the expected values come from, when stored (a golden vector's folder)."""
-    tensor: str | None = None
-    """The output compared (``y``, ``x``, ``log_prob``)."""
-
-    def describe(self) -> str:
-        where = f" {self.case}" if self.case else ""
-        tensor = f" {self.tensor}" if self.tensor else ""
-        text = (
-            f"{self.runtime} {self.direction}{where}{tensor} on {self.shape}: max|Δ| "
-            f"{self.max_abs:.3g} (rel {self.max_rel:.3g}), tolerance {self.tolerance:.3g}"
-        )
-        if self.iterations is not None:
-            text += f", steps {self.iterations} vs expected {self.eager_iterations}"
-        return text
-
-
-@dataclass
-class ParityReport:
-    export_dir: str
-    dtype: str
-    spectral_norm: str
-    seed: int
-    tolerances: dict[str, float]
-    rows: list[ParityRow] = field(default_factory=list)
-    unsupported: list[dict[str, str]] = field(default_factory=list)
-    """Graphs a requested runtime cannot run: ``{"runtime", "graph", "reason"}`` — never a pass."""
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    """The same for runtimes that were not requested (the default "every runtime here"):
-    listed, not held against the export."""
-    title: str = "parity"
-    """What the report is: "parity" (against eager PyTorch) or "golden vectors"."""
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.rows) and all(row.passed for row in self.rows) and not self.unsupported
-
-    @property
-    def failures(self) -> list[ParityRow]:
-        return [row for row in self.rows if not row.passed]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Per runtime and direction, the largest error and the smallest margin to the tolerance."""
-        result: dict[str, dict[str, float]] = {}
-        for row in self.rows:
-            key = f"{row.runtime} {row.direction}"
-            entry = result.setdefault(key, {"max_abs": 0.0, "max_rel": 0.0, "worst_ratio": 0.0})
-            entry["max_abs"] = max(entry["max_abs"], row.max_abs)
-            entry["max_rel"] = max(entry["max_rel"], row.max_rel)
-            entry["worst_ratio"] = max(entry["worst_ratio"], row.max_abs / row.tolerance)
-        return result
-
-    def table(self) -> str:
-        header = ("runtime", "direction", "shape", "max|Δ|", "rel", "tolerance", "steps", "ok")
-        lines = [header]
-        for row in self.rows:
-            steps = "" if row.iterations is None else f"{row.iterations} vs {row.eager_iterations}"
-            lines.append((
-                row.runtime, row.direction, "×".join(map(str, row.shape)), f"{row.max_abs:.2e}",
-                f"{row.max_rel:.2e}", f"{row.tolerance:.1e}", steps, "yes" if row.passed else "NO",
-            ))  # fmt: skip
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        rendered = [
-            "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines
-        ]
-        return "\n".join([rendered[0], "  ".join("-" * w for w in widths), *rendered[1:]])
-
-    def __str__(self) -> str:
-        if self.passed:
-            verdict = "PASSED"
-        else:
-            verdict = f"FAILED ({len(self.failures)} rows, {len(self.unsupported)} unsupported)"
-        lines = [
-            f"{self.title} of {self.export_dir} ({self.dtype}, spectral norm {self.spectral_norm}): "
-            f"{verdict}",
-            self.table(),
-        ]
-        lines += [
-            f"{kind}: {entry['runtime']} {entry['graph']}: {entry['reason']}"
-            for kind, entries in (("unsupported", self.unsupported), ("skipped", self.skipped))
-            for entry in entries
-        ]
-        return "\n".join(lines)
-
-
 def max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
 
@@ -145,18 +43,9 @@ def scale(a: np.ndarray) -> float:
     return max(1.0, float(np.max(np.abs(a)))) if a.size else 1.0
 
 
-def load_or_note(notes: list[dict[str, str]], name: str, path: Path) -> rt.Session | None:
-    """The graph on runtime ``name``, or None after noting why the runtime cannot run it."""
-    try:
-        return rt.load(path, *rt.parse_runtime(name))
-    except UnsupportedModelError as error:
-        notes.append({"runtime": name, "graph": path.name, "reason": str(error)})
-        return None
-
-
 def compare(
     name: str,
-    direction: str,
+    check: str,
     shape: tuple[int, ...],
     actual: np.ndarray,
     expected: np.ndarray,
@@ -164,10 +53,10 @@ def compare(
     seconds: float,
 ) -> ParityRow:
     error = max_abs(actual, expected)
-    limit = tolerance[direction] * scale(expected)
+    limit = tolerance[check] * scale(expected)
     return ParityRow(
         name,
-        direction,
+        check,
         list(shape),
         error,
         error / scale(expected),

@@ -1,8 +1,9 @@
 """Eager PyTorch behind the session interface, so that parity is runtime against runtime.
 
-From a model object, or from an exported graph: then the checkpoint ``model.pt`` beside it is loaded
-and the graph's metadata says which direction to run. The only adapter that needs torch, imported
-when a torch session is asked for.
+From a model object, or from an exported graph: then the export folder's checkpoint beside it is
+loaded and the graph's metadata says which graph to run. This module is the ``torch`` runtime: the
+package registers :data:`RUNTIME` in the ``iresnet_onnx.runtimes`` entry point group, so the
+torch-free runtime side finds it without importing the model side.
 """
 
 import copy
@@ -13,11 +14,15 @@ import numpy as np
 import torch
 
 from ._checkpoint import load_checkpoint
-from ._density import forward_and_log_det, gaussian_log_density
+from ._density import gaussian_log_density
 from ._iresnet import iResNet, iResNetBlock
-from .runtimes._session import GRAPHS, ModelInfo, Session, read_model
+from ._layout import CHECKPOINT
+from .errors import UsageError, UsageTypeError
+from .graphs import GRAPHS
+from .runtimes import Runtime
+from .runtimes._session import ModelInfo, Session, read_model
 
-CHECKPOINT_NAME = "model.pt"
+__all__ = ["RUNTIME", "EagerSession"]
 
 
 class EagerSession(Session):
@@ -31,44 +36,43 @@ class EagerSession(Session):
         source: str | Path | iResNet | iResNetBlock,
         device: str = "cpu",
         *,
-        direction: str | None = None,
+        graph: str | None = None,
         checkpoint: str | Path | None = None,
     ):
         if isinstance(source, (iResNet, iResNetBlock)):
             model = copy.deepcopy(source)  # the session sets eval mode and a device: not on yours
-            if direction not in GRAPHS:
-                raise ValueError(
-                    f"a torch session of a model object needs a direction: {', '.join(GRAPHS)}"
+            if graph not in GRAPHS:
+                raise UsageError(
+                    f"a torch session of a model object needs a graph: {', '.join(GRAPHS)}"
                 )
-            dtype = np.dtype(str(next(model.parameters()).dtype).removeprefix("torch."))
             info = ModelInfo(
                 path=Path(f"<{type(model).__name__}>"),
-                direction=direction,
-                dtype=dtype,
+                graph=GRAPHS[graph],
+                dtype=np.dtype(str(next(model.parameters()).dtype).removeprefix("torch.")),
                 input_size=model.input_size,
                 nblocks=len(model.blocks) if isinstance(model, iResNet) else 1,
                 spectral_norm="eager",
                 hp=model.HP,
             )
-        else:
+        elif isinstance(source, (str, Path)):
             _, info = read_model(source)
-            model = load_checkpoint(checkpoint or Path(source).with_name(CHECKPOINT_NAME))
+            model = load_checkpoint(checkpoint or Path(source).with_name(CHECKPOINT))
+        else:
+            raise UsageTypeError(
+                f"a torch session runs an iResNet, an iResNetBlock or an exported graph's path, "
+                f"got {type(source).__name__}"
+            )
         super().__init__(info)
         self.device = device
         self.model = model.to(device).eval()
 
-    def _forward_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.model, iResNet):
-            return self.model.forward_and_log_det(x)
-        return forward_and_log_det(self.model, x)
-
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         tensor = torch.as_tensor(batch).to(self.device)
         with torch.no_grad():
-            if self.direction == "forward":
+            if self.graph.name == "forward":
                 return {"y": self.model(tensor).cpu().numpy()}
-            if self.direction == "density":
-                z, log_det = self._forward_and_log_det(tensor)
+            if self.graph.name == "density":
+                z, log_det = self.model.forward_and_log_det(tensor)
                 log_prob = gaussian_log_density(z) + log_det
                 return {
                     "log_prob": log_prob.cpu().numpy(),
@@ -83,3 +87,11 @@ class EagerSession(Session):
             "iterations": iterations.reshape(-1).cpu().numpy().astype(np.int64),
             "residual": residual.reshape(-1).cpu().numpy(),
         }
+
+
+def _devices() -> tuple[str, ...]:
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+RUNTIME = Runtime("torch", _devices, EagerSession)
+"""The ``torch`` runtime (entry point ``iresnet_onnx.runtimes: torch``)."""

@@ -33,6 +33,7 @@ model was trained with.
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,11 @@ import torch
 from . import runtimes as rt
 from ._density import log_abs_det
 from ._iresnet import iResNet, iResNetBlock
-from ._tolerances import TOLERANCES, ParityReport, ParityRow, StepRule, compare, load_or_note
+from ._layout import graph_file
+from ._report import ParityReport, ParityRow, load_or_note
+from ._tolerances import TOLERANCES, StepRule, compare
 from ._torch_session import EagerSession
-from .errors import ParityError
+from .errors import ParityError, UsageError
 
 __all__ = ["TOLERANCES", "ParityError", "ParityReport", "ParityRow", "assert_parity", "check"]
 
@@ -59,9 +62,28 @@ DEFAULT_BATCH_SIZES = (1, 7, 257)
 LEADING_DIMS = (2, 3)
 
 
-def _shapes(batch_sizes: tuple[int, ...], leading_dims: bool, n: int) -> list[tuple[int, ...]]:
-    shapes = [(int(b), n) for b in batch_sizes]
-    return [*shapes, (*LEADING_DIMS, n)] if leading_dims else shapes
+@dataclass
+class _Case:
+    """One input shape: fresh x (forward, density) and y (inverse), and eager's outputs."""
+
+    shape: tuple[int, ...]
+    x: np.ndarray
+    y: np.ndarray
+    forward: np.ndarray | None = None
+    inverse: dict[str, np.ndarray] | None = None
+    capped: dict[str, np.ndarray] | None = None
+    log_prob: np.ndarray | None = None
+    log_det: np.ndarray | None = None
+    """log|det ∂f/∂x| from autograd's full Jacobian: the reference independent of the lemma."""
+
+
+@dataclass
+class _Settings:
+    """The solver settings each inverse row runs with, and the rule its steps are judged by."""
+
+    steps: StepRule
+    tight: dict[str, Any]
+    capped: dict[str, Any]
 
 
 def check(
@@ -82,111 +104,122 @@ def check(
     names = runtimes or [name for name in rt.available() if not name.startswith("torch:")]
     for name in names:
         rt.require(*rt.parse_runtime(name))
-    forward_path, inverse_path = export_dir / "forward.onnx", export_dir / "inverse.onnx"
-    _, info = rt.read_model(forward_path)
-    _, inverse_info = rt.read_model(inverse_path)  # missing or foreign: an error up front
+    _check_batch_sizes(batch_sizes)
+    paths = {graph: graph_file(export_dir, graph) for graph in ("forward", "inverse", "density")}
+    _, info = rt.read_model(paths["forward"])
+    _, inverse_info = rt.read_model(paths["inverse"])  # missing or foreign: an error up front
     dtype = info.dtype.name
     if dtype not in TOLERANCES:
-        raise ValueError(f"no parity tolerances for dtype {dtype}")
-    tolerance = TOLERANCES[dtype]
-    eager_forward = EagerSession(model, direction="forward")
-    eager_inverse = EagerSession(model, direction="inverse")
+        raise UsageError(f"no parity tolerances for dtype {dtype}")
+    settings = _settings(model, dtype, inverse_info.steps_per_check, info.dtype)
+    eager = {graph: EagerSession(model, graph=graph) for graph in paths}
+    cases = _cases(eager, model, info, batch_sizes, leading_dims, seed, settings,
+                   density=paths["density"].is_file())  # fmt: skip
+    report = ParityReport(str(export_dir), dtype, info.spectral_norm, seed, dict(TOLERANCES[dtype]))
+    for name in names:
+        notes = report.unsupported if requested else report.skipped
+        sessions = {
+            graph: load_or_note(notes, name, path)
+            for graph, path in paths.items()
+            if graph != "density" or cases[0].log_prob is not None
+        }
+        for case in cases:
+            report.rows += _case_rows(
+                name, sessions, case, settings, eager["forward"], report.tolerances
+            )
+    return report
+
+
+def _check_batch_sizes(batch_sizes: tuple[int, ...]) -> None:
+    if not batch_sizes or any(
+        isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in batch_sizes
+    ):
+        raise UsageError(f"batch_sizes must be positive ints, got {batch_sizes!r}")
+
+
+def _settings(model: Any, dtype: str, steps_per_check: int, np_dtype: np.dtype) -> _Settings:
     blocks = [module for module in model.modules() if isinstance(module, iResNetBlock)]
     solver = {
         "maxiter": max(block.maxiter for block in blocks),
         "atol": max(block.atol for block in blocks),
         "rtol": max(block.rtol for block in blocks),
     }
-    steps = StepRule(inverse_info.steps_per_check, solver, np.finfo(info.dtype).eps)
-    tight = {**ROUNDTRIP_SOLVER[dtype], "maxiter": ROUNDTRIP_MAXITER_FACTOR * solver["maxiter"]}
-    capped = {"maxiter": CAPPED_MAXITER, "atol": 0.0, "rtol": 0.0}
+    return _Settings(
+        steps=StepRule(steps_per_check, solver, np.finfo(np_dtype).eps),
+        tight={**ROUNDTRIP_SOLVER[dtype], "maxiter": ROUNDTRIP_MAXITER_FACTOR * solver["maxiter"]},
+        capped={"maxiter": CAPPED_MAXITER, "atol": 0.0, "rtol": 0.0},
+    )
 
-    report = ParityReport(str(export_dir), dtype, info.spectral_norm, seed, dict(tolerance))
+
+def _cases(
+    eager: dict[str, EagerSession], model: Any, info: rt.ModelInfo, batch_sizes: tuple[int, ...], leading_dims: bool, seed: int,
+    settings: _Settings, density: bool,
+) -> list[_Case]:  # fmt: skip
+    """Fresh inputs of each shape (batch sizes, then leading dims) and eager's outputs for them."""
     rng = np.random.default_rng(seed)
-    cases = [
-        (
-            shape,
-            rng.standard_normal(shape).astype(info.dtype),
-            rng.standard_normal(shape).astype(info.dtype),
-        )
-        for shape in _shapes(tuple(batch_sizes), leading_dims, info.input_size)
-    ]
-    expected = [
-        (eager_forward.run(x), eager_inverse.run_all(y), eager_inverse.run_all(y, **capped))
-        for _, x, y in cases
-    ]
-    density_path = export_dir / "density.onnx"
-    density_expected = _density_references(model, cases) if density_path.is_file() else None
-    for name in names:
-        notes = report.unsupported if requested else report.skipped
-        forward = load_or_note(notes, name, forward_path)
-        inverse = load_or_note(notes, name, inverse_path)
-        density = load_or_note(notes, name, density_path) if density_expected else None
-        for (shape, x, y), (y_eager, inverse_eager, capped_eager) in zip(cases, expected):
-            if forward is not None:
-                started = time.perf_counter()
-                y_onnx = forward.run_all(x)["y"]
-                seconds = time.perf_counter() - started
-                report.rows.append(
-                    compare(name, "forward", shape, y_onnx, y_eager, tolerance, seconds)
-                )
-            if inverse is None:
-                continue
-
-            for direction, options, eager_outputs in (
-                ("inverse", {}, inverse_eager),
-                ("capped", capped, capped_eager),
-            ):
-                started = time.perf_counter()
-                outputs = inverse.run_all(y, **options)
-                seconds = time.perf_counter() - started
-                row = compare(
-                    name, direction, shape, outputs["x"], eager_outputs["x"], tolerance, seconds
-                )
-                steps.judge(row, outputs, eager_outputs, options)
-                report.rows.append(row)
-
-            started = time.perf_counter()
-            x_tight = inverse.run_all(y, **tight)["x"]
-            seconds = time.perf_counter() - started
-            report.rows.append(
-                compare(name, "roundtrip", shape, eager_forward.run(x_tight), y, tolerance, seconds)
-            )
-        if density is not None:
-            report.rows += _density_rows(name, density, cases, density_expected, tolerance)
-    return report
+    n = info.input_size
+    shapes = [(int(b), n) for b in batch_sizes] + ([(*LEADING_DIMS, n)] if leading_dims else [])
+    double = copy.deepcopy(model).double().eval() if density else None
+    cases = []
+    for shape in shapes:
+        case = _Case(shape, rng.standard_normal(shape).astype(info.dtype),
+                     rng.standard_normal(shape).astype(info.dtype))  # fmt: skip
+        case.forward = eager["forward"].run(case.x)
+        case.inverse = eager["inverse"].run_all(case.y)
+        case.capped = eager["inverse"].run_all(case.y, **settings.capped)
+        if double is not None:
+            case.log_prob = eager["density"].run_all(case.x)["log_prob"]
+            case.log_det = _jacobian_log_det(double, case.x)
+        cases.append(case)
+    return cases
 
 
-def _density_references(
-    model: iResNet | iResNetBlock, cases: list[tuple]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per case: eager log p(x), and log|det ∂f/∂x| from autograd's full Jacobian of a float64
-    copy of the model — the independent reference (n vector-Jacobian products, no lemma)."""
-    eager = EagerSession(model, direction="density")
-    double = copy.deepcopy(model).double().eval()
-    references = []
-    for _, x, _ in cases:
-        flat = torch.from_numpy(x.reshape(-1, x.shape[-1])).double()
-        # rows are independent: the Jacobian of Σ_rows f is every row's Jacobian side by side
-        jacobian = torch.autograd.functional.jacobian(lambda v: double(v).sum(0), flat)
-        log_det = log_abs_det(jacobian.permute(1, 0, 2)).reshape(x.shape[:-1])
-        references.append((eager.run_all(x)["log_prob"], log_det.numpy()))
-    return references
+def _jacobian_log_det(double: Any, x: np.ndarray) -> np.ndarray:
+    """log|det ∂f/∂x| per row from autograd's full Jacobian of a float64 copy of the model —
+    the independent reference of the lemma (n vector-Jacobian products)."""
+    flat = torch.from_numpy(x.reshape(-1, x.shape[-1])).double()
+    # rows are independent: the Jacobian of Σ_rows f is every row's Jacobian side by side
+    jacobian = torch.autograd.functional.jacobian(lambda v: double(v).sum(0), flat)
+    return log_abs_det(jacobian.permute(1, 0, 2)).reshape(x.shape[:-1]).numpy()
 
 
-def _density_rows(
-    name: str, session: rt.Session, cases: list[tuple], references: list, tolerance: dict
-) -> list[ParityRow]:
-    """``density``: log p against eager; ``jacobian``: the log-det against autograd's Jacobian."""
+def _timed(session: rt.Session, array: np.ndarray, **solver: Any) -> tuple[dict, float]:
+    started = time.perf_counter()
+    outputs = session.run_all(array, **solver)
+    return outputs, time.perf_counter() - started
+
+
+def _case_rows(
+    name: str, sessions: dict[str, rt.Session | None], case: _Case, settings: _Settings,
+    eager_forward: EagerSession, tolerance: dict[str, float],
+) -> list[ParityRow]:  # fmt: skip
+    """The rows of one input shape on one runtime (see the module docstring)."""
     rows = []
-    for (shape, x, _), (log_prob, log_det) in zip(cases, references):
-        started = time.perf_counter()
-        outputs = session.run_all(x)
-        seconds = time.perf_counter() - started
-        rows.append(
-            compare(name, "density", shape, outputs["log_prob"], log_prob, tolerance, seconds)
-        )
-        rows.append(compare(name, "jacobian", shape, outputs["log_det"], log_det, tolerance, 0.0))
+    if sessions.get("forward") is not None:
+        outputs, seconds = _timed(sessions["forward"], case.x)
+        rows.append(compare(name, "forward", case.shape, outputs["y"], case.forward, tolerance,
+                            seconds))  # fmt: skip
+    inverse = sessions.get("inverse")
+    if inverse is not None:
+        for check_name, options, expected in (
+            ("inverse", {}, case.inverse),
+            ("capped", settings.capped, case.capped),
+        ):
+            outputs, seconds = _timed(inverse, case.y, **options)
+            row = compare(name, check_name, case.shape, outputs["x"], expected["x"], tolerance,
+                          seconds)  # fmt: skip
+            settings.steps.judge(row, outputs, expected, options)
+            rows.append(row)
+        outputs, seconds = _timed(inverse, case.y, **settings.tight)
+        round_trip = eager_forward.run(outputs["x"])
+        rows.append(compare(name, "roundtrip", case.shape, round_trip, case.y, tolerance, seconds))
+    density = sessions.get("density")
+    if density is not None:
+        outputs, seconds = _timed(density, case.x)
+        rows.append(compare(name, "density", case.shape, outputs["log_prob"], case.log_prob,
+                            tolerance, seconds))  # fmt: skip
+        rows.append(compare(name, "jacobian", case.shape, outputs["log_det"], case.log_det,
+                            tolerance, 0.0))  # fmt: skip
     return rows
 
 
@@ -198,7 +231,7 @@ def assert_parity(
     if not report.passed:
         first = report.failures[0]
         raise ParityError(
-            f"parity miss: {first.describe()} ({len(report.failures)} of {len(report.rows)} rows failed)\n"
+            f"parity miss: {first} ({len(report.failures)} of {len(report.rows)} rows failed)\n"
             f"{report.table()}"
         )
     return report

@@ -9,9 +9,72 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from iresnet_onnx._atomic import write_text_atomic
-from iresnet_onnx.bench import bench_suite, fix_malloc_thresholds, suite_report
+from iresnet_onnx.bench import (
+    DEFAULT_EXPORT,
+    BenchRow,
+    bench_suite,
+    fix_malloc_thresholds,
+    suite_report,
+)
+
+TARGETS = (
+    # (what, implementation, graph, batch, minimum ratio to the baseline)
+    ("default export, inverse B=1", DEFAULT_EXPORT, "inverse", 1, 6.0),
+    ("default export, inverse B=1024", DEFAULT_EXPORT, "inverse", 1024, 1.5),
+)
+
+
+def targets(rows: list[BenchRow], width: int = 64) -> list[dict[str, Any]]:
+    """The performance targets: measured value, target and whether it holds (see the README)."""
+    table = {(r.implementation, r.graph, r.width, r.batch): r for r in rows}
+    results = []
+
+    def add(what: str, value: float, target: float, higher_is_better: bool = True) -> None:
+        met = value >= target if higher_is_better else value <= target
+        results.append({"what": what, "value": round(value, 3), "target": target, "met": met})
+
+    default = [r for r in rows if r.implementation == DEFAULT_EXPORT]
+    if default:
+        worst = min(default, key=lambda r: r.ratio)
+        add(f"default export ≥ baseline in every cell (worst: {worst.graph} n={worst.width} "
+            f"B={worst.batch})", worst.ratio, 1.0)  # fmt: skip
+    for what, name, graph, batch, minimum in TARGETS:
+        row = table.get((name, graph, width, batch))
+        if row is not None:
+            add(f"{what}, n={width}", row.ratio, minimum)
+    big = table.get((DEFAULT_EXPORT, "inverse", width, 1024))
+    forward = table.get((DEFAULT_EXPORT, "forward", width, 1024))
+    if big is not None and forward is not None and big.row_steps_mean:
+        nblocks = 5
+        per_step = big.median_us / (big.row_steps_mean / nblocks) / forward.median_us
+        add(f"inverse B=1024 n={width}: time / (mean row steps × forward time)", per_step, 1.5,
+            higher_is_better=False)  # fmt: skip
+    eager = table.get(("iresnet_onnx eager", "forward", width, 1))
+    if eager is not None:
+        add(f"eager forward B=1 n={width}: time / baseline's", 1 / eager.ratio, 1.5,
+            higher_is_better=False)  # fmt: skip
+    for graph in ("forward", "inverse"):
+        eager = table.get(("iresnet_onnx eager", graph, width, 1))
+        script = table.get(("iresnet_onnx TorchScript", graph, width, 1))
+        if eager is not None and script is not None:
+            add(f"TorchScript {graph} B=1 n={width}: time / eager's",
+                script.median_us / eager.median_us, 2.0, higher_is_better=False)  # fmt: skip
+    return results
+
+
+def targets_table(goals: list[dict[str, Any]], width: int) -> str:
+    return "\n".join([
+        f"Targets (n = {width} unless said):",
+        "",
+        "| target | measured | goal | |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {g['what']} | {g['value']:.2f} | {g['target']} | {'met' if g['met'] else 'missed'} |"
+            for g in goals
+        ),
+    ])  # fmt: skip
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -34,9 +97,13 @@ def main() -> int:
         widths=args.widths, batches=args.batches, threads=args.threads, repeats=args.repeats
     )
     report, data = suite_report(rows, args.widths, args.repeats, args.threads)
+    width = 64 if 64 in args.widths else args.widths[0]
+    data["targets"] = targets(rows, width=width)
+    report += "\n" + targets_table(data["targets"], width)
     print(report)
-    write_text_atomic(args.out, json.dumps(data, indent=2) + "\n")
-    write_text_atomic(args.markdown, report + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    args.markdown.write_text(report + "\n")
     print(f"\nwrote {args.out} and {args.markdown}")
     return 0
 

@@ -37,7 +37,7 @@ MODELS = {
 }
 FORMS = [("loop", "loop"), ("folded", "loop"), ("loop", "fixed"), ("folded", "fixed")]
 GRAPHS = ("forward", "inverse", "density", "log-det vs autograd")
-DIRECTION_COLUMN = {"forward": "forward", "inverse": "inverse", "density": "density",
+CHECK_COLUMN = {"forward": "forward", "inverse": "inverse", "density": "density",
                     "jacobian": "log-det vs autograd"}  # fmt: skip
 
 
@@ -51,9 +51,9 @@ def parity_cells(model, folder: Path, names: list[str]) -> dict:
                           leading_dims=False)  # fmt: skip
     cells = {}
     for row in report.rows:
-        if row.direction not in DIRECTION_COLUMN:
+        if row.check not in CHECK_COLUMN:
             continue  # capped, roundtrip: the table shows the inverse at the model's settings
-        key = (row.runtime, DIRECTION_COLUMN[row.direction])
+        key = (row.runtime, CHECK_COLUMN[row.check])
         error, passed = cells.get(key, (0.0, True))
         cells[key] = (max(error, row.max_abs), passed and row.passed)
     for note in report.unsupported:

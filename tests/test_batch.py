@@ -21,10 +21,10 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from iresnet_onnx import runtimes as rt  # noqa: E402
-from iresnet_onnx._batch import _plan_workers, run_batch  # noqa: E402
 from iresnet_onnx._manifest import sha256  # noqa: E402
 from iresnet_onnx.cli import main  # noqa: E402
 from iresnet_onnx.errors import InvalidModelError  # noqa: E402
+from iresnet_onnx.jobs._batch import _plan_workers, run_batch  # noqa: E402
 from tests.conftest import make_model  # noqa: E402
 
 WIDTH = 6

@@ -13,10 +13,10 @@ from iresnet_onnx.bench import (
     format_table,
     ratio,
     suite_model,
-    targets,
     time_in_blocks,
     torch_threads,
 )
+from scripts.bench import targets
 
 
 def test_baseline_is_the_same_function_as_the_model():

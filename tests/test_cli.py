@@ -246,7 +246,7 @@ def test_bench_json(cli, export_dir):
     result = cli("bench", export_dir, "--batch", "1,8", "--repeats", "5", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
-    assert {(r["implementation"], r["direction"], r["batch"]) for r in rows} >= {
+    assert {(r["implementation"], r["graph"], r["batch"]) for r in rows} >= {
         ("torch eager", "forward", 1), ("onnxruntime:cpu", "inverse", 8)
     }  # fmt: skip
     assert all(r["median_us"] > 0 for r in rows)
@@ -385,13 +385,17 @@ def test_debug_keeps_the_exit_code_and_works_after_the_command(cli, tmp_path):
         assert result.returncode == 2 and "Traceback" in result.stderr, result.stderr
 
 
-def test_an_internal_error_has_its_own_exit_code(cli, monkeypatch):
-    def broken(args):
-        return 1 / 0
+@pytest.mark.parametrize("error", [ZeroDivisionError, ValueError, TypeError, OSError, KeyError])
+def test_an_internal_error_has_its_own_exit_code(cli, monkeypatch, export_dir, error):
+    """A builtin exception raised by a bug deep inside a command is exit 3, whatever its type:
+    only the package's own error types say "your input is wrong" (exit 2)."""
 
-    monkeypatch.setattr("iresnet_onnx.cli.cmd_inspect", broken)
-    result = cli("inspect", "anything")
-    assert_clean_failure(result, 3, "internal error ZeroDivisionError", "a bug")
+    def broken(*args, **kwargs):
+        raise error("a bug")
+
+    monkeypatch.setattr("iresnet_onnx._inspect.graph_summary", broken)
+    result = cli("inspect", export_dir)
+    assert_clean_failure(result, 3, f"internal error {error.__name__}", "a bug")
 
 
 def test_warnings_are_one_line(cli, monkeypatch):
@@ -399,7 +403,7 @@ def test_warnings_are_one_line(cli, monkeypatch):
         warnings.warn("first line\nsecond line", UserWarning, stacklevel=1)
         return 0
 
-    monkeypatch.setattr("iresnet_onnx.cli.cmd_inspect", noisy)
+    monkeypatch.setattr("iresnet_onnx.cli._commands.inspect", noisy)
     result = cli("inspect", "anything")
     assert result.returncode == 0
     assert result.stderr == "iresnet-onnx inspect: warning: UserWarning: first line\n"

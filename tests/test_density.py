@@ -5,7 +5,7 @@ import torch
 
 from iresnet_onnx import iResNet, iResNetBlock
 from iresnet_onnx._density import activation_derivative
-from iresnet_onnx._iresnet import ACTIVATIONS
+from iresnet_onnx._structure import ACTIVATIONS
 from iresnet_onnx.bench import scale_weights
 
 

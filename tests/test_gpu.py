@@ -1,10 +1,10 @@
-"""gpu: the one-call CUDA check refuses to run, with the list, where there is no CUDA."""
+"""scripts/gpu_check.py: the one-call CUDA check refuses to run, with the list, where there is no CUDA."""
 
 import pytest
 
 from iresnet_onnx import runtimes
 from iresnet_onnx.errors import RuntimeUnavailableError
-from iresnet_onnx.gpu import run_cuda_checks
+from scripts.gpu_check import run_cuda_checks
 
 HAS_CUDA = "onnxruntime:cuda" in runtimes.available() and "torch:cuda" in runtimes.available()
 

@@ -7,7 +7,7 @@ from tests.conftest import make_model
 def test_folder_and_file(exported):
     result = exported("inspection", make_model(6, 2, variant="mlp"))
     info = inspect_path(result.out_dir)
-    assert set(info["graphs"]) == {"forward.onnx", "inverse.onnx"}
+    assert set(info["graphs"]) == {"forward.onnx", "inverse.onnx", "density.onnx"}  # all three
     assert {"forward.onnx", "inverse.onnx", "model.pt"} <= set(info["hashes"])
     assert set(info["hashes"].values()) == {"ok"}
     assert any(name.startswith("golden/inverse/") for name in info["hashes"])

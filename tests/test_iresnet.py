@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from iresnet_onnx import iResNet, iResNetBlock
-from iresnet_onnx._iresnet import ConvergenceWarning
 from iresnet_onnx.bench import scale_weights
+from iresnet_onnx.errors import ConvergenceWarning
 
 VARIANTS = ["lowrank", "mlp"]
 ACTIVATIONS = ["ReLU", "ELU", "Tanh"]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from iresnet_onnx._manifest import sha256
-from iresnet_onnx._score import score_file
 from iresnet_onnx.cli import main
+from iresnet_onnx.jobs._score import score_file
 from tests.conftest import make_model
 
 

@@ -2,7 +2,7 @@
 the performance suite (``latency``), density and training speed (``density``)."""
 
 from ._density import density_suite, training_speed
-from ._latency import BASELINE, DEFAULT_EXPORT, bench_export, bench_suite, suite_report, targets
+from ._latency import BASELINE, DEFAULT_EXPORT, bench_export, bench_suite, suite_report
 from ._models import Baseline, jacobian_log_prob, scale_weights, suite_model, torch_threads
 from ._timing import (
     BenchRow,
@@ -35,7 +35,6 @@ __all__ = [
     "scale_weights",
     "suite_model",
     "suite_report",
-    "targets",
     "time_in_blocks",
     "torch_threads",
     "training_speed",

@@ -33,7 +33,15 @@ from ._timing import (
     time_in_blocks,
 )
 
-__all__ = ["BASELINE", "bench_export", "bench_suite", "suite_report", "targets"]
+__all__ = [
+    "BASELINE",
+    "DEFAULT_EXPORT",
+    "EXACT_EXPORT",
+    "FOLDED_EXPORT",
+    "bench_export",
+    "bench_suite",
+    "suite_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,38 +68,38 @@ def bench_export(
     names = runtimes or [n for n in rt.available() if not n.startswith(("torch:", "reference:"))]
     with torch_threads(threads):
         sessions = {}
-        for direction in ("forward", "inverse"):
-            path = export_dir / f"{direction}.onnx"
-            sessions[("torch:cpu", direction)] = rt.load(path, "torch", "cpu")
+        for graph in ("forward", "inverse"):
+            path = export_dir / f"{graph}.onnx"
+            sessions[("torch:cpu", graph)] = rt.load(path, "torch", "cpu")
             for name in names:
                 runtime, device = rt.parse_runtime(name)
                 options = {"threads": threads} if runtime in ("onnxruntime", "openvino") else {}
                 try:
-                    sessions[(name, direction)] = rt.load(path, runtime, device, **options)
+                    sessions[(name, graph)] = rt.load(path, runtime, device, **options)
                 except UnsupportedModelError:
                     log.debug("bench: %s cannot run %s, left out", name, path.name)
         width = sessions[("torch:cpu", "forward")].info.input_size
         dtype = sessions[("torch:cpu", "forward")].info.dtype
         rows = []
         cases = [(d, b) for d in ("forward", "inverse") for b in batches]
-        for direction, batch in tqdm(cases, desc="bench", disable=not progress):
+        for graph, batch in tqdm(cases, desc="bench", disable=not progress):
             data = _inputs(batch, width, dtype, seed)
             count = repeats_for(batch, width, repeats)
             timings = time_in_blocks(
                 {
-                    name: (lambda s=sessions[(name, direction)], x=data: s.run_all(x))
+                    name: (lambda s=sessions[(name, graph)], x=data: s.run_all(x))
                     for name in ["torch:cpu", *names]
-                    if (name, direction) in sessions
+                    if (name, graph) in sessions
                 },
                 count,
             )
             eager = timings.pop("torch:cpu")
-            rows.append(BenchRow.of("torch eager", direction, width, batch, eager, eager))
+            rows.append(BenchRow.of("torch eager", graph, width, batch, eager, eager))
             for name, timing in timings.items():
                 steps = None
-                if direction == "inverse":
-                    steps = float(sessions[(name, direction)].run_all(data)["iterations"].mean())
-                rows.append(BenchRow.of(name, direction, width, batch, timing, eager, steps))
+                if graph == "inverse":
+                    steps = float(sessions[(name, graph)].run_all(data)["iterations"].mean())
+                rows.append(BenchRow.of(name, graph, width, batch, timing, eager, steps))
         return rows
 
 
@@ -140,10 +148,10 @@ def bench_suite(
                     out = Path(tmp) / str(len(sessions))
                     export(model, out, validate=False, **options)
                     sessions[label] = {
-                        direction: rt.load(
-                            out / f"{direction}.onnx", "onnxruntime", "cpu", threads=threads
+                        graph: rt.load(
+                            out / f"{graph}.onnx", "onnxruntime", "cpu", threads=threads
                         )
-                        for direction in ("forward", "inverse")
+                        for graph in ("forward", "inverse")
                     }
                 for batch in batches:
                     rows += _bench_case(
@@ -184,17 +192,17 @@ def _bench_case(
     rooflines = {"forward": gemm, "inverse": gemm * mean_steps / len(baseline.blocks)}
     rows = []
     with torch.no_grad():
-        for direction, implementations in candidates.items():
+        for graph, implementations in candidates.items():
             timings, attempts = _steadiest(implementations, count)
             for name, timing in timings.items():
                 steps = None
-                if name in sessions and direction == "inverse":
+                if name in sessions and graph == "inverse":
                     steps = float(
                         sessions[name]["inverse"].run_all(data, **solver)["iterations"].mean()
                     )
-                row = BenchRow.of(name, direction, width, batch, timing, timings[BASELINE], steps)
-                row.roofline_us, row.attempts = rooflines[direction] * 1e6, attempts
-                if direction == "inverse":
+                row = BenchRow.of(name, graph, width, batch, timing, timings[BASELINE], steps)
+                row.roofline_us, row.attempts = rooflines[graph] * 1e6, attempts
+                if graph == "inverse":
                     row.row_steps_mean, row.row_steps_max = mean_steps, max_steps
                 rows.append(row)
     return rows
@@ -256,57 +264,10 @@ def gemm_roofline(baseline: Baseline, batch: int, width: int, calls: int = 200) 
     return statistics.median(times)
 
 
-TARGETS = (
-    # (what, implementation, direction, batch, minimum ratio to the baseline)
-    ("default export, inverse B=1", DEFAULT_EXPORT, "inverse", 1, 6.0),
-    ("default export, inverse B=1024", DEFAULT_EXPORT, "inverse", 1024, 1.5),
-)
-
-
-def targets(rows: list[BenchRow], width: int = 64) -> list[dict[str, Any]]:
-    """The performance targets: measured value, target and whether it holds (see the README)."""
-    table = {(r.implementation, r.direction, r.width, r.batch): r for r in rows}
-    results = []
-
-    def add(what: str, value: float, target: float, higher_is_better: bool = True) -> None:
-        met = value >= target if higher_is_better else value <= target
-        results.append({"what": what, "value": round(value, 3), "target": target, "met": met})
-
-    default = [r for r in rows if r.implementation == DEFAULT_EXPORT]
-    if default:
-        worst = min(default, key=lambda r: r.ratio)
-        add(f"default export ≥ baseline in every cell (worst: {worst.direction} n={worst.width} "
-            f"B={worst.batch})", worst.ratio, 1.0)  # fmt: skip
-    for what, name, direction, batch, minimum in TARGETS:
-        row = table.get((name, direction, width, batch))
-        if row is not None:
-            add(f"{what}, n={width}", row.ratio, minimum)
-    big = table.get((DEFAULT_EXPORT, "inverse", width, 1024))
-    forward = table.get((DEFAULT_EXPORT, "forward", width, 1024))
-    if big is not None and forward is not None and big.row_steps_mean:
-        nblocks = 5
-        per_step = big.median_us / (big.row_steps_mean / nblocks) / forward.median_us
-        add(f"inverse B=1024 n={width}: time / (mean row steps × forward time)", per_step, 1.5,
-            higher_is_better=False)  # fmt: skip
-    eager = table.get(("iresnet_onnx eager", "forward", width, 1))
-    if eager is not None:
-        add(f"eager forward B=1 n={width}: time / baseline's", 1 / eager.ratio, 1.5,
-            higher_is_better=False)  # fmt: skip
-    for direction in ("forward", "inverse"):
-        eager = table.get(("iresnet_onnx eager", direction, width, 1))
-        script = table.get(("iresnet_onnx TorchScript", direction, width, 1))
-        if eager is not None and script is not None:
-            add(f"TorchScript {direction} B=1 n={width}: time / eager's",
-                script.median_us / eager.median_us, 2.0, higher_is_better=False)  # fmt: skip
-    return results
-
-
 def suite_report(
     rows: list[BenchRow], widths: tuple[int, ...], repeats: int, threads: int
 ) -> tuple[str, dict[str, Any]]:
     """The performance suite as markdown (a matrix per width, then the targets) and as data."""
-    width = 64 if 64 in widths else widths[0]
-    goals = targets(rows, width=width)
     about = machine()
     lines = [
         f"Each cell: median latency over up to {repeats} calls (fewer for the largest cells: "
@@ -321,14 +282,6 @@ def suite_report(
         f"torch {about.get('torch')}, onnxruntime {about.get('onnxruntime')}.",
         "",
         *(format_matrix(rows, w) + "\n" for w in widths),
-        f"Targets (n = {width} unless said):",
-        "",
-        "| target | measured | goal | |",
-        "|---|---:|---:|---|",
-        *(
-            f"| {g['what']} | {g['value']:.2f} | {g['target']} | {'met' if g['met'] else 'missed'} |"
-            for g in goals
-        ),
     ]
-    data = {"machine": about, "threads": threads, "rows": rows_to_dicts(rows), "targets": goals}
+    data = {"machine": about, "threads": threads, "rows": rows_to_dicts(rows)}
     return "\n".join(lines), data

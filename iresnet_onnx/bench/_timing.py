@@ -114,7 +114,7 @@ def ratio(reference: Timing, candidate: Timing) -> tuple[float, float, float]:
 @dataclass
 class BenchRow:
     implementation: str
-    direction: str
+    graph: str
     width: int
     batch: int
     median_us: float
@@ -143,12 +143,12 @@ class BenchRow:
 
     @classmethod
     def of(
-        cls, name: str, direction: str, width: int, batch: int, timing: Timing,
+        cls, name: str, graph: str, width: int, batch: int, timing: Timing,
         reference: Timing, iterations: float | None = None,
     ) -> "BenchRow":  # fmt: skip
         middle, low, high = ratio(reference, timing)
         return cls(
-            name, direction, width, batch, timing.median * 1e6, middle, iterations,
+            name, graph, width, batch, timing.median * 1e6, middle, iterations,
             timing.low * 1e6, timing.high * 1e6, low, high,
         )  # fmt: skip
 
@@ -190,7 +190,7 @@ def format_table(rows: list[BenchRow], reference: str = "baseline") -> str:
     """A markdown table of the rows; ``reference`` names what the ratios compare against. Spread:
     the 10th–90th percentile of the calls; the ratio's range over rounds; ⚠ marks unstable cells."""
     lines = [
-        f"| implementation | direction | width | batch | median µs (p10–p90) | ratio to {reference} "
+        f"| implementation | graph | width | batch | median µs (p10–p90) | ratio to {reference} "
         "(range over rounds) | steps/block |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -203,20 +203,20 @@ def format_table(rows: list[BenchRow], reference: str = "baseline") -> str:
             ratio_text += " ⚠ unstable"
         steps = "" if row.iterations is None else f"{row.iterations:.1f}"
         lines.append(
-            f"| {row.implementation} | {row.direction} | {row.width} | {row.batch} | "
+            f"| {row.implementation} | {row.graph} | {row.width} | {row.batch} | "
             f"{row.median_us:,.1f}{spread} | {ratio_text} | {steps} |"
         )
     return "\n".join(lines)
 
 
 def format_matrix(rows: list[BenchRow], width: int) -> str:
-    """One markdown table per width: implementations × (direction, batch); each cell "µs (ratio,
+    """One markdown table per width: implementations × (graph, batch); each cell "µs (ratio,
     range over rounds)", ⚠ where unstable; then the roofline and the per-row step counts."""
     rows = [row for row in rows if row.width == width]
     columns = sorted(
-        {(row.direction, row.batch) for row in rows}, key=lambda c: (c[0] != "forward", c[1])
+        {(row.graph, row.batch) for row in rows}, key=lambda c: (c[0] != "forward", c[1])
     )
-    cells = {(row.implementation, row.direction, row.batch): row for row in rows}
+    cells = {(row.implementation, row.graph, row.batch): row for row in rows}
     names = list(dict.fromkeys(row.implementation for row in rows))
     lines = [
         "| n = " + str(width) + " | " + " | ".join(f"{d} B={b}" for d, b in columns) + " |",
@@ -224,11 +224,11 @@ def format_matrix(rows: list[BenchRow], width: int) -> str:
     ]
     for name in names:
         row_cells = []
-        for direction, batch in columns:
-            row = cells.get((name, direction, batch))
+        for graph, batch in columns:
+            row = cells.get((name, graph, batch))
             row_cells.append("" if row is None else _cell(row))
         lines.append(f"| {name} | " + " | ".join(row_cells) + " |")
-    first = {(row.direction, row.batch): row for row in reversed(rows)}
+    first = {(row.graph, row.batch): row for row in reversed(rows)}
     if any(row.roofline_us for row in rows):
         lines.append("| roofline (GEMMs alone) | " + " | ".join(
             f"{first[c].roofline_us:,.0f} µs" if first[c].roofline_us else "" for c in columns

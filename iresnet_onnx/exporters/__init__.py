@@ -1,22 +1,20 @@
-"""torch module → ONNX graphs: what to export (``config``), how (``builder``, ``functions``,
-``convert``), and whether the graphs are well-formed (``validate``). Writing an export folder,
-checking its numbers and recording the manifest happen one level up, in :mod:`iresnet_onnx._export`.
+"""torch module → ONNX graphs.
+
+What to export: :class:`ExportOptions` (``_options``) and :func:`model_spec`, a framework-free
+description of the model (``_spec``); how: graph state and op dispatch (``_builder``), the graph
+components (``_components``, ``_inverse_components``, ``_density_components``) and their assembly
+into the three graphs (``_assembly``); whether they are well-formed: structural checks
+(``_checks``). Writing an export folder, checking its numbers and recording the manifest happen
+one level up, in :mod:`iresnet_onnx._export`.
 """
 
 import onnx
 
+from ..graphs import GRAPHS
 from ._assembly import build_density, build_forward, build_inverse
 from ._checks import check_onnxruntime_kernels, check_structure
-from ._spec import (
-    DEFAULT_OPSET,
-    SPECTRAL_NORM_MODES,
-    SUPPORTED_OPSETS,
-    ExportOptions,
-    ModelSpec,
-    describe,
-    fixed_steps,
-    with_solver_defaults,
-)
+from ._options import DEFAULT_OPSET, SPECTRAL_NORM_MODES, SUPPORTED_OPSETS, ExportOptions
+from ._spec import ModelSpec, fixed_steps, model_spec, with_solver_defaults
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -25,25 +23,23 @@ __all__ = [
     "ExportOptions",
     "ModelSpec",
     "build_graphs",
-    "describe",
     "fixed_steps",
+    "model_spec",
     "with_solver_defaults",
 ]
 
-MAIN_OUTPUTS = {"forward": "y", "inverse": "x", "density": "z"}
+_BUILDERS = {"forward": build_forward, "inverse": build_inverse, "density": build_density}
 
 
 def build_graphs(spec: ModelSpec, options: ExportOptions) -> dict[str, onnx.ModelProto]:
-    """``{"forward": …, "inverse": …, "density": …}`` protos, each through ONNX's full checker and
-    strict shape inference (and, for float64, onnxruntime's kernel check): an
-    :class:`ExportError` otherwise."""
-    builders = {"forward": build_forward, "inverse": build_inverse, "density": build_density}
+    """One proto per graph of :data:`iresnet_onnx.graphs.GRAPHS`, each through ONNX's full checker
+    and strict shape inference (and, for float64, onnxruntime's kernel check): an
+    :class:`~iresnet_onnx.errors.ExportError` otherwise."""
     graphs = {}
-    for kind, build in builders.items():
-        proto = build(spec, options)
-        name = f"{kind}.onnx"
-        check_structure(proto, name, MAIN_OUTPUTS[kind], spec.input_size)
+    for name, graph in GRAPHS.items():
+        proto = _BUILDERS[name](spec, options)
+        check_structure(proto, graph, spec.input_size, spec.nblocks)
         if spec.dtype.name != "float32":
-            check_onnxruntime_kernels(proto, name)
-        graphs[kind] = proto
+            check_onnxruntime_kernels(proto, graph.file)
+        graphs[name] = proto
     return graphs

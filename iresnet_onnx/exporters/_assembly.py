@@ -21,15 +21,15 @@ import onnx_ir as ir
 from .. import __version__
 from ._builder import DOMAIN, INT64, Component, Ops, typed_value
 from ._components import (
-    block_density_component,
     block_forward_component,
-    block_inverse_component,
-    block_inverse_fixed_component,
     bottleneck_component,
     contraction_component,
     spectral_norm_component,
 )
-from ._spec import ExportOptions, LayerSpec, ModelSpec, fixed_steps
+from ._density_components import block_density_component
+from ._inverse_components import block_inverse_component, block_inverse_fixed_component
+from ._options import ExportOptions
+from ._spec import LayerSpec, ModelSpec, fixed_steps
 
 _IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 _DTYPE = {np.dtype(np.float32): ir.DataType.FLOAT, np.dtype(np.float64): ir.DataType.DOUBLE}
@@ -132,29 +132,29 @@ class _ModelBuilder:
         self,
         inputs: list[ir.Value],
         outputs: list[ir.Value],
-        direction: str,
+        graph: str,
         metadata: dict[str, str] | None = None,
     ) -> ir.Model:
         spec, options = self.spec, self.options
         opsets = {"": options.opset, **({DOMAIN: 1} if options.functions else {})}
-        graph = ir.Graph(
+        body = ir.Graph(
             inputs,
             outputs,
             nodes=self.ops.tape.nodes,
             initializers=self.initializers,
             opset_imports=opsets,
-            name=f"{spec.kind}_{direction}",
-            doc_string=f"{spec.kind} {direction} pass, spectral norm {options.spectral_norm}",
+            name=f"{spec.kind}_{graph}",
+            doc_string=f"{spec.kind} {graph} graph, spectral norm {options.spectral_norm}",
         )
         return ir.Model(
-            graph,
+            body,
             ir_version=_IR_VERSION[options.opset],
             producer_name="iresnet-onnx",
             producer_version=__version__,
             functions=list(self.ops.registry.values()),
             metadata_props={
                 "iresnet_onnx.version": __version__,
-                "iresnet_onnx.direction": direction,
+                "iresnet_onnx.graph": graph,
                 "iresnet_onnx.spectral_norm": options.spectral_norm,
                 "iresnet_onnx.dtype": spec.dtype.name,
                 "iresnet_onnx.hp": spec.hp_json(),
@@ -164,9 +164,10 @@ class _ModelBuilder:
         )
 
 
-def _batch_input(builder: _ModelBuilder, name: str, doc: str) -> ir.Value:
-    value = typed_value(name, builder.dtype, ["batch", builder.spec.input_size])
-    value.doc_string = doc
+def _batch_input(builder: _ModelBuilder, name: str) -> ir.Value:
+    spec = builder.spec
+    value = typed_value(name, builder.dtype, ["batch", spec.input_size])
+    value.doc_string = f"input, {spec.dtype.name}[batch, {spec.input_size}]; batch is dynamic"
     return value
 
 
@@ -174,7 +175,7 @@ def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     """``forward.onnx``: x[batch, n] → y[batch, n]."""
     builder = _ModelBuilder(spec, options)
     forward = block_forward_component(builder.bottleneck)
-    x = _batch_input(builder, "x", "input, float[batch, n]; batch is dynamic")
+    x = _batch_input(builder, "x")
     h = x
     for index, parameters in enumerate(builder.block_parameters()):
         h = builder.ops.invoke(forward, h, *parameters, scope=_block_scope(spec, index))
@@ -205,7 +206,7 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
             "iresnet_onnx.steps_per_check": str(options.steps_per_check),
         }
     metadata["iresnet_onnx.maxiter_cap"] = str(cap)
-    y = _batch_input(builder, "y", "input, float[batch, n]; batch is dynamic")
+    y = _batch_input(builder, "y")
     # Inputs with an initializer of the same name: optional, defaulting to the model's own values.
     maxiter = builder.initializer(
         "maxiter", np.array(spec.maxiter, np.int64),
@@ -253,9 +254,9 @@ def build_density(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     """
     builder = _ModelBuilder(spec, options)
     ops = builder.ops
-    hidden = spec.blocks[0][0].weight.shape[0]  # the first layer maps n → hidden in both variants
-    density = block_density_component(spec.steps, spec.input_size, hidden)
-    x = _batch_input(builder, "x", "input, float[batch, n]; batch is dynamic")
+    hidden = spec.hidden_size
+    density = block_density_component(spec.steps, spec.variant, spec.input_size, hidden)
+    x = _batch_input(builder, "x")
     z, log_det = x, None
     for index, parameters in enumerate(builder.block_parameters()):
         z, block_log_det = ops.invoke(density, z, *parameters, scope=_block_scope(spec, index))

@@ -1,4 +1,5 @@
-"""What to export: the options, and a framework-free description of the model's tensors."""
+"""What to export: a framework-free description of a model's tensors (:class:`ModelSpec`), read
+from an iResNet or iResNetBlock in eval-mode semantics."""
 
 import copy
 import json
@@ -13,67 +14,14 @@ from .._contraction import LinearContraction
 from .._iresnet import check_invertible, iResNet, iResNetBlock
 from .._solver_settings import check_solver_options
 from .._spectral import start_vector
-from ._components import ACTIVATION_OPS, ActivationStep, BottleneckStep, LinearStep
+from .._structure import Step, lipschitz_bound, plan
+from ..errors import UsageError, UsageTypeError
 
-SPECTRAL_NORM_MODES = ("loop", "folded")
-INVERSE_MODES = ("loop", "fixed")
-SUPPORTED_OPSETS = range(17, 22)
-DEFAULT_OPSET = 18
+__all__ = ["LayerSpec", "ModelSpec", "fixed_steps", "model_spec", "with_solver_defaults"]
+
 MAXITER_CAP_FACTOR = 10
 """inverse.onnx clips a client's maxiter to this many times the model's (at least 1000)."""
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """How to export.
-
-    ``spectral_norm``: "loop" computes σ in the graph from the raw weights by a power-iteration
-    Loop; "folded" bakes A′ into the initializers. ``inverse``: "loop", a data-dependent fixed-point
-    Loop; "fixed", a gated Scan whose step count per block is fixed at export from the contraction
-    bound (for runtimes without Loop). ``functions``: keep the components as custom-domain ONNX
-    functions (for reading in Netron) instead of plain standard-domain nodes.
-    """
-
-    opset: int = DEFAULT_OPSET
-    spectral_norm: str = "loop"
-    steps_per_check: int = 8
-    """Fixed-point steps per Loop iteration of inverse.onnx (the convergence test runs every K):
-    8, the fast default; 1 stops every row exactly where eager does (for parity work)."""
-    inverse: str = "loop"
-    functions: bool = False
-    input_radius: float | None = None
-    """``inverse="fixed"``: the largest ‖y‖₂ the fixed step counts are sized for (default √n + 5,
-    which N(0, I) latents exceed with probability < 1e-6)."""
-
-    def __post_init__(self) -> None:
-        for name, value, choices in (
-            ("spectral_norm", self.spectral_norm, SPECTRAL_NORM_MODES),
-            ("inverse", self.inverse, INVERSE_MODES),
-        ):
-            if value not in choices:
-                raise ValueError(
-                    f"unknown {name} mode {value!r}; choose one of {', '.join(choices)}"
-                )
-        if not isinstance(self.functions, bool):
-            raise ValueError(f"functions must be True or False, got {self.functions!r}")
-        if self.input_radius is not None and not 0 < self.input_radius < math.inf:
-            raise ValueError(f"input_radius must be a finite number > 0, got {self.input_radius!r}")
-        if isinstance(self.opset, bool) or not isinstance(self.opset, int):
-            raise ValueError(f"opset must be an int, got {self.opset!r}")
-        if (
-            isinstance(self.steps_per_check, bool)
-            or not isinstance(self.steps_per_check, int)
-            or not 1 <= self.steps_per_check <= 64
-        ):
-            raise ValueError(
-                f"steps_per_check must be an int in 1–64, got {self.steps_per_check!r}"
-            )
-        if self.opset not in SUPPORTED_OPSETS:
-            raise ValueError(
-                f"opset {self.opset} is not supported; choose {SUPPORTED_OPSETS.start}–"
-                f"{SUPPORTED_OPSETS.stop - 1}"
-            )
 
 
 @dataclass(frozen=True)
@@ -109,7 +57,10 @@ class ModelSpec:
     input_size: int
     dtype: np.dtype
     blocks: tuple[tuple[LayerSpec, ...], ...]
-    steps: tuple[BottleneckStep, ...]
+    steps: tuple[Step, ...]
+    """The layer plan of every block's g (:func:`iresnet_onnx._structure.plan`)."""
+    variant: str
+    hidden_size: int
     maxiter: int
     atol: float
     rtol: float
@@ -138,18 +89,9 @@ class ModelSpec:
         return json.dumps(self.hp, sort_keys=True)
 
 
-def _steps(block: iResNetBlock) -> tuple[BottleneckStep, ...]:
-    steps: list[BottleneckStep] = []
-    for module in block.bottleneck:
-        if isinstance(module, LinearContraction):
-            tall = module.output_size >= module.input_size
-            steps.append(LinearStep(transpose=tall, bias=module.bias is not None))
-        else:
-            name = type(module).__name__
-            if name not in ACTIVATION_OPS:
-                raise ValueError(f"cannot export the bottleneck module {module!r} to ONNX")
-            steps.append(ActivationStep(name))
-    return tuple(steps)
+def _plan(block: iResNetBlock) -> tuple[Step, ...]:
+    hp = block.HP
+    return plan(hp["variant"], block.input_size, block.hidden_size, hp["activation"], hp["bias"])
 
 
 def fixed_steps(spec: ModelSpec, input_radius: float | None = None) -> tuple[int, ...]:
@@ -184,14 +126,12 @@ def _block_bounds(block: iResNetBlock) -> tuple[float, float]:
         for module in block.bottleneck
         if isinstance(module, LinearContraction)
     ]
-    if block.HP["variant"] == "lowrank":
-        # g = ϕ(W₁W₂x + …) with ϕ 1-Lipschitz elementwise: Lip(g) ≤ ‖W₁′W₂′‖₂ exactly
-        lipschitz = torch.linalg.matrix_norm(weights[1] @ weights[0], 2)
-    else:  # activations between the layers: the product of the norms
-        lipschitz = math.prod(float(torch.linalg.matrix_norm(w, 2)) for w in weights)
+    lipschitz = lipschitz_bound(
+        block.HP["variant"], weights, lambda w: torch.linalg.matrix_norm(w, 2), torch.matmul
+    )
     zero = torch.zeros(1, block.input_size, dtype=next(block.parameters()).dtype)
     g0 = torch.linalg.vector_norm(block.bottleneck(zero).double())
-    return float(lipschitz), float(g0)
+    return lipschitz, float(g0)
 
 
 def _layer(prefix: str, layer: LinearContraction, dtype: type) -> LayerSpec:
@@ -209,7 +149,7 @@ def _layer(prefix: str, layer: LinearContraction, dtype: type) -> LayerSpec:
     )
 
 
-def describe(model: Any) -> ModelSpec:
+def model_spec(model: Any) -> ModelSpec:
     """Read an ``iResNet`` or ``iResNetBlock`` into a :class:`ModelSpec` (eval-mode semantics).
 
     The model's mode is restored afterwards; nothing but the ``spectral_norm`` buffers (σ of the
@@ -221,22 +161,22 @@ def describe(model: Any) -> ModelSpec:
     prefixes = [f"blocks.{i}." for i in range(len(blocks))] if kind == "iResNet" else [""]
     parameter = next(model.parameters())
     if parameter.dtype not in _DTYPES:
-        raise ValueError(f"export supports float32 and float64 models, got {parameter.dtype}")
+        raise UsageError(f"export supports float32 and float64 models, got {parameter.dtype}")
     dtype = _DTYPES[parameter.dtype]
     solver = {(b.maxiter, b.atol, b.rtol) for b in blocks}
     if len(solver) != 1:
-        raise ValueError(f"all blocks must share maxiter/atol/rtol to export, got {sorted(solver)}")
+        raise UsageError(f"all blocks must share maxiter/atol/rtol to export, got {sorted(solver)}")
     ((maxiter, atol, rtol),) = solver
     largest = float(np.finfo(dtype).max)
     for name, value in (("atol", atol), ("rtol", rtol)):
         if value > largest:
-            raise ValueError(
+            raise UsageError(
                 f"export: {name}={value:g} overflows the model's {np.dtype(dtype).name} "
                 f"(largest {largest:.3g})"
             )
-    steps = {_steps(b) for b in blocks}
+    steps = {_plan(b) for b in blocks}
     if len(steps) != 1:
-        raise ValueError("all blocks must have the same bottleneck structure to export")
+        raise UsageError("all blocks must have the same bottleneck structure to export")
     # one SpectralNorm function serves every layer, so the layers must share its stopping rule
     power = {
         (m.power_atol, m.power_rtol, m.power_maxiter)
@@ -245,7 +185,7 @@ def describe(model: Any) -> ModelSpec:
         if isinstance(m, LinearContraction)
     }
     if len(power) != 1:
-        raise ValueError(
+        raise UsageError(
             f"all layers must share one power-iteration rule to export, got {sorted(power)}"
         )
     ((power_atol, power_rtol, power_maxiter),) = power
@@ -271,6 +211,8 @@ def describe(model: Any) -> ModelSpec:
         dtype=np.dtype(dtype),
         blocks=layer_specs,
         steps=steps.pop(),
+        variant=blocks[0].HP["variant"],
+        hidden_size=blocks[0].hidden_size,
         maxiter=maxiter,
         atol=atol,
         rtol=rtol,
@@ -287,7 +229,7 @@ def blocks_of(model: Any) -> list[iResNetBlock]:
         return list(model.blocks)
     if isinstance(model, iResNetBlock):
         return [model]
-    raise TypeError(
+    raise UsageTypeError(
         f"export takes an iresnet_onnx.iResNet or iResNetBlock, got {type(model).__name__}"
     )
 

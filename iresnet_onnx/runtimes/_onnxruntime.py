@@ -9,8 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidModelError, RuntimeUnavailableError
-from ._session import Session, check_solver_inputs, metadata_info, read_model, torch_tensor_type
+from ..errors import InvalidModelError, RuntimeUnavailableError, UsageError
+from ._session import (
+    Session,
+    check_solver_inputs,
+    check_threads,
+    metadata_info,
+    torch_tensor_type,
+)
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -71,12 +77,12 @@ def session_options(
 
     ``log_severity=3`` (errors) hides onnxruntime's note that the inverse graph's optional inputs
     are initializers, which is how ONNX gives an input a default. ``prepacking=False`` keeps Gemm
-    weights unpacked (see :class:`OnnxRuntimeSession`).
+    weights unpacked (onnxruntime packs them at load by default).
     """
     import onnxruntime as ort
 
     if optimization_level not in OPTIMIZATION_LEVELS:
-        raise ValueError(
+        raise UsageError(
             f"optimization_level must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization_level!r}"
         )
     options = ort.SessionOptions()
@@ -86,8 +92,9 @@ def session_options(
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[optimization_level]
+    threads = check_threads(threads, "onnxruntime")
     if threads is not None:
-        options.intra_op_num_threads = int(threads)
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = log_severity
     if not prepacking:
@@ -98,23 +105,19 @@ def session_options(
     return options
 
 
-def _open(ort: Any, path: Path, model: str | bytes, settings: Any, providers: list[Any]) -> Any:
+def _open(ort: Any, path: Path, settings: Any, providers: list[Any]) -> Any:
     if not path.is_file():
         raise InvalidModelError(f"ONNX file {path}: no such file")
     try:
-        return ort.InferenceSession(model, settings, providers=providers)
+        return ort.InferenceSession(str(path), settings, providers=providers)
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
         raise InvalidModelError(f"onnxruntime cannot load {path}: {error}") from error
 
 
 class OnnxRuntimeSession(Session):
-    """An exported graph on onnxruntime. Options: ``threads``, ``optimization_level``,
-    ``profile_prefix`` (enables onnxruntime's profiler), ``log_severity``, ``prepacking``.
-
-    ``prepacking`` defaults to off for inverse graphs: inside the fixed-point Loop the Gemms run on
-    one row at batch 1, where onnxruntime 1.32's prepacked-weight path measured ~20% slower per
-    step (and only ~2% faster at batch 1024); forward graphs keep it on.
-    """
+    """An exported graph (``.onnx`` or ``.ort``) on onnxruntime. Options: ``threads``,
+    ``optimization_level``, ``profile_prefix`` (enables onnxruntime's profiler), ``log_severity``,
+    ``prepacking``; the same defaults for every graph and both file formats."""
 
     runtime = "onnxruntime"
 
@@ -134,26 +137,19 @@ class OnnxRuntimeSession(Session):
             (name, {"device_id": self.device_id}) if name != "CPUExecutionProvider" else name
             for name in PROVIDERS[device]
         ]
-        if path.suffix == ".ort":  # onnxruntime's own format: its session holds the metadata
-            settings = session_options(**options)
-            self.session = _open(ort, path, str(path), settings, providers)
-            metadata = self.session.get_modelmeta().custom_metadata_map
-            width = self.session.get_inputs()[0].shape[1]
-            info = metadata_info(path, metadata, width if isinstance(width, int) else 0)
-        else:
-            proto, info = read_model(path)
-            options.setdefault("prepacking", info.direction == "forward")
-            settings = session_options(**options)  # a bad option is the caller's error
-            self.session = _open(ort, path, proto.SerializeToString(), settings, providers)
-        super().__init__(info)
+        settings = session_options(**options)  # a bad option is the caller's error
+        # the session holds the metadata of .onnx and .ort files alike: no second parse
+        self.session = _open(ort, path, settings, providers)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        width = self.session.get_inputs()[0].shape[1]
+        super().__init__(metadata_info(path, metadata, width if isinstance(width, int) else 0))
         wanted = PROVIDERS[device][0]
         if wanted not in self.session.get_providers():
             raise RuntimeUnavailableError(
-                f"onnxruntime did not start {wanted} for {info.path} (it would silently run on "
+                f"onnxruntime did not start {wanted} for {path} (it would silently run on "
                 f"{', '.join(self.session.get_providers())})"
             )
         self.output_names = [output.name for output in self.session.get_outputs()]
-        self._main_only = [self.main_output]
 
     @property
     def providers(self) -> list[str]:
@@ -174,11 +170,8 @@ class OnnxRuntimeSession(Session):
         ):
             outputs = self._run_bound(batch, feeds)
             return {name: value.cpu().numpy() for name, value in outputs.items()}
-        feeds[self.input_name] = self._numpy(batch)
+        feeds[self.graph.input] = self._numpy(batch)
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
-
-    def _run_main(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(self._main_only, {self.input_name: batch})[0]
 
     def run_torch(self, tensor: Any, **solver: Any) -> dict[str, Any]:
         """CUDA only, IO binding: the input and the main output stay on the GPU (no host copy);
@@ -186,11 +179,11 @@ class OnnxRuntimeSession(Session):
         import torch
 
         if self.device == "cpu" or not isinstance(tensor, torch.Tensor) or not tensor.is_cuda:
-            raise ValueError("run_torch needs a CUDA session and a torch CUDA tensor")
+            raise UsageError("run_torch needs a CUDA session and a torch CUDA tensor")
         batch, leading = self._prepare(tensor)
-        given = check_solver_inputs(self.direction, solver, self.info.dtype, self.info.maxiter_cap)
+        given = check_solver_inputs(self.graph, solver, self.info.dtype, self.info.maxiter_cap)
         outputs = self._run_bound(batch, self.solver_feeds(given))
-        main = self.main_output
+        main = self.graph.main
         outputs[main] = outputs[main].reshape(*leading, self.info.input_size)
         return outputs
 
@@ -199,7 +192,7 @@ class OnnxRuntimeSession(Session):
 
         device_id = batch.device.index or 0
         if device_id != self.device_id:
-            raise ValueError(
+            raise UsageError(
                 f"{self.info.path.name}: the input is on cuda:{device_id}, the session on "
                 f"cuda:{self.device_id} (load(..., device_id={device_id}) runs on that GPU)"
             )
@@ -207,11 +200,11 @@ class OnnxRuntimeSession(Session):
         binding = self.session.io_binding()
         element_type = self.info.dtype.type
         binding.bind_input(
-            self.input_name, "cuda", device_id, element_type, list(batch.shape), batch.data_ptr()
+            self.graph.input, "cuda", device_id, element_type, list(batch.shape), batch.data_ptr()
         )
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
-        main = self.main_output
+        main = self.graph.main
         outputs = {main: torch.empty(batch.shape, dtype=batch.dtype, device=batch.device)}
         binding.bind_output(
             main, "cuda", device_id, element_type, list(batch.shape), outputs[main].data_ptr()

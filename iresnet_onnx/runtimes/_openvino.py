@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError, UnsupportedModelError
-from ._session import Session, inputs_with_defaults, read_model
+from ._session import Session, check_threads, inputs_with_defaults, read_model
 
 
 def available_devices() -> tuple[str, ...]:
@@ -41,8 +41,9 @@ class OpenVinoSession(Session):
             )
         proto, self.defaults = inputs_with_defaults(proto)
         config = {"INFERENCE_PRECISION_HINT": "f32"}
+        threads = check_threads(threads, "openvino")
         if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+            config["INFERENCE_NUM_THREADS"] = threads
         try:
             with tempfile.TemporaryDirectory() as tmp:  # the ONNX frontend reads files
                 edited = Path(tmp) / info.path.name
@@ -60,7 +61,7 @@ class OpenVinoSession(Session):
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.compiled.create_infer_request()
-        feeds = {**self.defaults, **self.solver_feeds(solver), self.input_name: self._numpy(batch)}
+        feeds = {**self.defaults, **self.solver_feeds(solver), self.graph.input: self._numpy(batch)}
         results = request.infer(feeds)
         return {
             name: np.array(results[port], copy=True)

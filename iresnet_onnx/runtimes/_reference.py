@@ -27,5 +27,5 @@ class ReferenceSession(Session):
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         feeds = self.solver_feeds(solver)
-        feeds[self.input_name] = self._numpy(batch)
+        feeds[self.graph.input] = self._numpy(batch)
         return dict(zip(self.output_names, self.evaluator.run(None, feeds)))

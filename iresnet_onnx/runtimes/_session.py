@@ -4,11 +4,12 @@ A :class:`Session` takes numpy or torch input of shape ``[..., n]`` (any leading
 ``[batch, n]``), checks its dtype, width and finiteness against the exported model, and returns numpy.
 This module imports neither torch nor onnx: an edge install has only numpy and a runtime. A torch
 tensor can only be an input where torch is already imported, so it is recognised through
-``sys.modules``; onnx is imported when a graph's metadata is read.
+``sys.modules``; onnx is imported when a graph file is read.
 """
 
 import json
-import math
+import numbers
+import os
 import sys
 import warnings
 from abc import ABC, abstractmethod
@@ -19,16 +20,13 @@ from typing import Any
 import numpy as np
 
 from .._solver_settings import MAXITER_LIMIT, SOLVER_SETTINGS, check_solver_options
-from ..errors import ConvergenceWarning, InvalidModelError
+from ..errors import ConvergenceWarning, InvalidModelError, UsageError
+from ..graphs import GRAPHS, Graph
 
-GRAPHS = {
-    # graph kind → (input name, main output name)
-    "forward": ("x", "y"),
-    "inverse": ("y", "x"),
-    "density": ("x", "log_prob"),
-}
-PER_SAMPLE = {"forward": ("y",), "inverse": ("x",), "density": ("log_prob", "log_det", "z")}
-"""The outputs with one entry per input row (the rest, like ``iterations``, are per block)."""
+__all__ = ["ModelInfo", "Session", "metadata_info", "read_model"]
+
+# metadata keys of an exported graph (written by the exporters)
+_GRAPH_KEYS = ("iresnet_onnx.graph", "iresnet_onnx.direction")  # the second: exports of 0.2
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class ModelInfo:
     """What a session needs to know about an exported graph, read from its metadata."""
 
     path: Path
-    direction: str
+    graph: Graph
     dtype: np.dtype
     input_size: int
     nblocks: int
@@ -59,11 +57,11 @@ class ModelInfo:
 def metadata_info(path: Path, metadata: dict[str, str], input_width: int) -> ModelInfo:
     """:class:`ModelInfo` from a graph's ``metadata_props``; :class:`InvalidModelError` if they
     are not an iresnet-onnx export's."""
-    direction = metadata.get("iresnet_onnx.direction")
-    if direction not in GRAPHS:
+    name = next((metadata[key] for key in _GRAPH_KEYS if key in metadata), None)
+    if name not in GRAPHS:
         raise InvalidModelError(
-            f"ONNX file {path}: not a graph exported by iresnet-onnx (its metadata has no "
-            f"iresnet_onnx.direction in {', '.join(GRAPHS)})"
+            f"ONNX file {path}: not a graph exported by iresnet-onnx (its metadata names no graph "
+            f"among {', '.join(GRAPHS)})"
         )
     try:
         hp = json.loads(metadata["iresnet_onnx.hp"])
@@ -78,7 +76,7 @@ def metadata_info(path: Path, metadata: dict[str, str], input_width: int) -> Mod
         raise InvalidModelError(f"ONNX file {path}: malformed iresnet-onnx metadata")
     return ModelInfo(
         path=path,
-        direction=direction,
+        graph=GRAPHS[name],
         dtype=dtype,
         input_size=int(input_width),
         nblocks=int(hp.get("nblocks", 1)),
@@ -133,24 +131,24 @@ def inputs_with_defaults(proto: Any) -> tuple[Any, dict[str, np.ndarray]]:
 
 
 def check_solver_inputs(
-    direction: str, solver: dict[str, Any], dtype: np.dtype | None = None, cap: int | None = None
+    graph: Graph, solver: dict[str, Any], dtype: np.dtype | None = None, cap: int | None = None
 ) -> dict[str, Any]:
-    """The solver inputs that were given (None dropped), after checking them: ``ValueError`` for
-    solver inputs to a forward graph, unknown names, bad values, tolerances that ``dtype`` (the
-    graph's float type) cannot hold, or a maxiter above the graph's ``cap``."""
+    """The solver inputs that were given (None dropped), after checking them: a
+    :class:`UsageError` for solver inputs to a graph that takes none, unknown names, bad values,
+    tolerances that ``dtype`` (the graph's float type) cannot hold, or a maxiter above ``cap``."""
     given = {name: value for name, value in solver.items() if value is not None}
     if not given:
         return given
-    if direction != "inverse":
-        raise ValueError(f"solver inputs {sorted(given)} only apply to the inverse graph")
+    if not graph.optional_inputs:
+        raise UsageError(f"solver inputs {sorted(given)} only apply to the inverse graph")
     unknown = set(given) - set(SOLVER_SETTINGS)
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"unknown solver inputs {sorted(unknown)}; known: {', '.join(SOLVER_SETTINGS)}"
         )
     check_solver_options(given.get("maxiter"), given.get("atol"), given.get("rtol"), "solver input")
     if cap is not None and given.get("maxiter", 0) > cap:
-        raise ValueError(
+        raise UsageError(
             f"solver input maxiter={given['maxiter']} is above this graph's cap of {cap} steps "
             "per block (set at export)"
         )
@@ -158,24 +156,11 @@ def check_solver_inputs(
         largest = float(np.finfo(dtype).max)
         for name in ("atol", "rtol"):
             if name in given and float(given[name]) > largest:
-                raise ValueError(
+                raise UsageError(
                     f"solver input {name}={given[name]!r} overflows the graph's {dtype.name} "
                     f"(largest {largest:.3g})"
                 )
     return given
-
-
-def all_finite(array: np.ndarray) -> bool:
-    """Whether every element is finite. Σx² (one BLAS dot, 3–4× faster than ``np.isfinite().all()``)
-    is finite only if every x is; only when it overflows (|x| > 1e19 in float32) is the exact check
-    needed."""
-    flat = array.reshape(-1)
-    return math.isfinite(flat.dot(flat)) or bool(np.isfinite(flat).all())
-
-
-# That Σx² may overflow is expected and handled. np.errstate would cost more than the check itself
-# (~4 µs); this filter is installed once and matches only warnings raised from this module.
-warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning, __name__)
 
 
 def torch_tensor_type() -> type | None:
@@ -190,7 +175,8 @@ class Session(ABC):
     ``run`` returns the main output and warns (:class:`~iresnet_onnx.errors.ConvergenceWarning`)
     when an inverse did not meet its tolerance; ``run_all`` returns every output (``iterations``,
     ``residual``) for the caller to judge, and never warns. A session keeps no per-call state, so
-    one session may serve several threads where its runtime allows it.
+    one session may serve several threads where its runtime allows it. ``close()`` (or ``with``)
+    releases what the runtime holds (a child process, a browser page); most need nothing.
     """
 
     runtime: str
@@ -198,7 +184,6 @@ class Session(ABC):
 
     def __init__(self, info: ModelInfo):
         self.info = info
-        self.input_name, self.main_output = GRAPHS[info.direction]
 
     @property
     def name(self) -> str:
@@ -206,44 +191,33 @@ class Session(ABC):
         return f"{self.runtime}:{self.device}"
 
     @property
-    def direction(self) -> str:
-        return self.info.direction
+    def graph(self) -> Graph:
+        """Which graph this is (``graph.name``, ``graph.input``, ``graph.main``, …)."""
+        return self.info.graph
 
     @property
     def providers(self) -> list[str]:
         """The execution providers that really run this session (onnxruntime), else the runtime."""
         return [self.runtime]
 
+    def close(self) -> None:
+        """Release what the runtime holds for this session (a child process, a page)."""
+        return None  # in-process runtimes hold nothing beyond what garbage collection frees
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.info.path)!r}, {self.name}, {self.direction})"
+        return f"{type(self).__name__}({str(self.info.path)!r}, {self.name}, {self.graph.name})"
 
     def run(self, array: Any, **solver: Any) -> np.ndarray:
-        """The main output (``y`` or ``x``) for ``array`` of shape ``[..., n]``, same shape."""
-        info = self.info
-        if (
-            # the deployment hot path: a valid [batch, n] array goes straight to the runtime (µs
-            # count at batch 1); anything else, errors included, takes the general path below
-            not solver
-            and type(array) is np.ndarray
-            and array.ndim == 2
-            and array.shape[1] == info.input_size
-            and array.shape[0]
-            and array.dtype == info.dtype
-            and array.flags.c_contiguous
-            and all_finite(array)
-        ):
-            if self.direction == "forward":
-                outputs = {self.main_output: self._run_main(array)}
-            else:
-                outputs = self._run(array, {})
-        else:
-            outputs = self.run_all(array, **solver)
+        """The main output for ``array`` of shape ``[..., n]`` (``y``, ``x`` or ``log_prob``)."""
+        outputs = self.run_all(array, **solver)
         self._warn_if_unreliable(outputs, solver)
-        return outputs[self.main_output]
-
-    def _run_main(self, batch: np.ndarray) -> np.ndarray:
-        """The main output only, for a validated non-empty ``[batch, n]`` array."""
-        return self._run(batch, {})[self.main_output]
+        return outputs[self.graph.main]
 
     def run_all(self, array: Any, **solver: Any) -> dict[str, np.ndarray]:
         """Every output by name; the per-row ones reshaped to the input's leading dims.
@@ -251,27 +225,24 @@ class Session(ABC):
         ``solver`` (inverse only): ``maxiter``, ``atol``, ``rtol`` overriding the model's defaults.
         """
         batch, leading = self._prepare(array)
-        solver = check_solver_inputs(self.direction, solver, self.info.dtype, self.info.maxiter_cap)
-        if batch.shape[0] == 0:
-            outputs = self._empty_outputs()
-        else:
-            outputs = self._run(batch, solver)
+        info = self.info
+        solver = check_solver_inputs(info.graph, solver, info.dtype, info.maxiter_cap)
+        outputs = self._empty_outputs() if batch.shape[0] == 0 else self._run(batch, solver)
         if len(leading) != 1:
-            for name in PER_SAMPLE[self.direction]:
+            for name in self.graph.per_row:
                 outputs[name] = outputs[name].reshape(*leading, *outputs[name].shape[1:])
         return outputs
 
     def _empty_outputs(self) -> dict[str, np.ndarray]:
         """What every graph returns for zero rows (the graphs themselves expect batch ≥ 1)."""
-        dtype, n, blocks = self.info.dtype, self.info.input_size, self.info.nblocks
-        if self.direction == "density":
-            return {"log_prob": np.empty(0, dtype), "log_det": np.empty(0, dtype),
-                    "z": np.empty((0, n), dtype)}  # fmt: skip
-        outputs = {self.main_output: np.empty((0, n), dtype)}
-        if self.direction == "inverse":
-            outputs["iterations"] = np.zeros(blocks, np.int64)
-            outputs["residual"] = np.zeros(blocks, dtype)
-        return outputs
+        info = self.info
+        return {
+            name: np.zeros(
+                self.graph.output_shape(name, 0, info.input_size, info.nblocks),
+                np.int64 if name == "iterations" else info.dtype,
+            )
+            for name in self.graph.outputs
+        }
 
     def _warn_if_unreliable(self, outputs: dict[str, np.ndarray], solver: dict[str, Any]) -> None:
         """What ``run`` tells its caller: an inverse that missed its tolerance (a NaN residual
@@ -291,8 +262,8 @@ class Session(ABC):
                     ConvergenceWarning,
                     stacklevel=3,
                 )
-        main = outputs[self.main_output]
-        if main.dtype.kind == "f" and not all_finite(main):
+        main = outputs[self.graph.main]
+        if main.dtype.kind == "f" and not np.isfinite(main).all():
             warnings.warn(
                 f"{name}: the output holds NaN or Inf (the input is beyond what the model can "
                 f"compute in {self.info.dtype.name})",
@@ -314,17 +285,17 @@ class Session(ABC):
         """Check dtype, width and finiteness; flatten the leading dims. Torch tensors stay torch."""
         info = self.info
         if type(array) is np.ndarray and array.dtype == info.dtype:  # the common case, kept cheap
-            values, finite = array, all_finite(array)
+            values, finite = array, bool(np.isfinite(array).all())
         else:
             values, finite = self._convert(array)
         if values.ndim == 0 or values.shape[-1] != info.input_size:
             got = "a scalar" if values.ndim == 0 else f"last dimension {values.shape[-1]}"
-            raise ValueError(
+            raise UsageError(
                 f"{info.path.name}: expected input of shape [..., {info.input_size}], got {got} "
                 f"(shape {list(values.shape)})"
             )
         if not finite:
-            raise ValueError(f"{info.path.name}: the input contains NaN or Inf")
+            raise UsageError(f"{info.path.name}: the input contains NaN or Inf")
         leading = tuple(values.shape[:-1])
         if values.ndim != 2:
             values = values.reshape(-1, info.input_size)
@@ -348,11 +319,11 @@ class Session(ABC):
                 if dtype is not None
                 else str(getattr(array, "dtype", type(array).__name__))
             )
-            raise ValueError(
+            raise UsageError(
                 f"{self.info.path.name}: expected {self.info.dtype.name} input, got {actual}"
             )
         if isinstance(values, np.ndarray):
-            return values, all_finite(values)
+            return values, bool(np.isfinite(values).all())
         return values, bool(values.isfinite().all())
 
     def solver_feeds(self, solver: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -364,3 +335,19 @@ class Session(ABC):
             if name in solver:
                 feeds[name] = np.array(solver[name], self.info.dtype)
         return feeds
+
+
+def check_threads(threads: Any, owner: str) -> int | None:
+    """``threads`` as an int in 1…(the CPUs here), or None for the runtime's default; a
+    :class:`UsageError` otherwise. More threads than CPUs never run faster, and a runtime asked for
+    a million threads tries to create them."""
+    if threads is None:
+        return None
+    cpus = os.cpu_count() or 1
+    if (
+        isinstance(threads, bool)
+        or not isinstance(threads, numbers.Integral)
+        or not 1 <= threads <= cpus
+    ):
+        raise UsageError(f"{owner}: threads must be an int in 1…{cpus} (the CPUs here), got {threads!r}")
+    return int(threads)

@@ -88,7 +88,7 @@ class TractSession(Session):
         self._lock = threading.Lock()
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
-        feeds = {**self.defaults, **self.solver_feeds(solver), self.input_name: self._numpy(batch)}
+        feeds = {**self.defaults, **self.solver_feeds(solver), self.graph.input: self._numpy(batch)}
         arrays = [np.array(feeds[name], order="C") for name in self.input_order]  # keeps 0-d
         with self._lock:
             outputs = self.plan.run(arrays)

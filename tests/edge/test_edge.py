@@ -71,7 +71,7 @@ def test_verify_golden_passes(edge_exports, capsys, kind):
     report = json.loads(out)
     assert report["passed"] and set(report["hashes"].values()) == {"ok"}
     rows = report["parity"]["rows"]
-    assert {row["direction"] for row in rows} == {"forward", "inverse", "density"}
+    assert {row["check"] for row in rows} == {"forward", "inverse", "density"}
     assert {row["case"] for row in rows} >= {"golden/inverse/test_data_set_2"}
 
 

@@ -1,5 +1,6 @@
 """export(): the folder it writes, its manifest, float64, a single block, validation and bad arguments."""
 
+import dataclasses
 import json
 import threading
 
@@ -10,8 +11,8 @@ import torch
 
 from iresnet_onnx import export, iResNet, iResNetBlock, load_checkpoint, runtimes
 from iresnet_onnx._manifest import read_manifest, sha256, verify_hashes
+from iresnet_onnx._structure import ACTIVATIONS
 from iresnet_onnx.errors import ExportError, ParityError
-from iresnet_onnx.exporters import _components
 from tests.conftest import make_model
 
 
@@ -70,7 +71,7 @@ def test_float64_export(tmp_path, activation):
     model = make_model(6, 2, activation=activation, dtype=torch.float64)
     result = export(model, tmp_path)
     assert result.report.passed and result.report.dtype == "float64"
-    assert max(row.max_abs for row in result.report.rows if row.direction == "forward") < 1e-12
+    assert max(row.max_abs for row in result.report.rows if row.check == "forward") < 1e-12
 
 
 def test_float64_without_an_onnx_kernel_is_a_clear_error(tmp_path):
@@ -84,7 +85,8 @@ def test_validation_miss_is_a_parity_error_and_keeps_the_good_export(tmp_path, m
     export(make_model(6, 1), out)
     good = folder_hashes(out)
     # a wrong activation mapping (0.5-leaky instead of ReLU) makes the graphs disagree with eager
-    monkeypatch.setitem(_components.ACTIVATION_OPS, "ReLU", ("LeakyRelu", {"alpha": 0.5}, ()))
+    leaky = dataclasses.replace(ACTIVATIONS["ReLU"], onnx_op="LeakyRelu", onnx_attributes=(("alpha", 0.5),))
+    monkeypatch.setitem(ACTIVATIONS, "ReLU", leaky)
     with pytest.raises(ParityError, match=r"onnxruntime:cpu forward on \[1, 6\]: max\|Δ\|"):
         export(make_model(6, 1, seed=3), out)
     assert folder_hashes(out) == good  # the good export is untouched

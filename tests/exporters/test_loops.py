@@ -10,7 +10,7 @@ import torch
 from onnx import numpy_helper
 
 from iresnet_onnx import LinearContraction, runtimes
-from iresnet_onnx._iresnet import ConvergenceWarning
+from iresnet_onnx.errors import ConvergenceWarning
 from tests.conftest import make_model
 
 RUNTIMES = ["onnxruntime:cpu", "reference:cpu"]

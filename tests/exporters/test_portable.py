@@ -12,7 +12,7 @@ import torch
 from iresnet_onnx import export, runtimes
 from iresnet_onnx._manifest import read_manifest, verify_hashes
 from iresnet_onnx._tolerances import TOLERANCES
-from iresnet_onnx.exporters import describe, fixed_steps
+from iresnet_onnx.exporters import fixed_steps, model_spec
 from iresnet_onnx.parity import check
 from tests.conftest import make_model
 
@@ -58,7 +58,7 @@ def test_maxiter_is_capped_in_the_graph_whatever_a_raw_client_passes(exported, m
 
 
 def test_fixed_steps_bound_the_loop_counts(exported, model):
-    steps = fixed_steps(describe(model))
+    steps = fixed_steps(model_spec(model))
     result = exported("fixed", model, **PORTABLE)
     manifest = read_manifest(result.out_dir)
     assert manifest["inverse"] == "fixed" and manifest["fixed_steps"] == list(steps)
@@ -90,7 +90,7 @@ def assert_close_outputs(actual: dict, expected: dict, exclude: tuple[str, ...] 
 
 
 def test_fixed_steps_grow_with_the_input_radius(model):
-    spec = describe(model)
+    spec = model_spec(model)
     small, large = fixed_steps(spec, 1.0), fixed_steps(spec, 1000.0)
     assert all(a <= b for a, b in zip(small, large)) and small != large
     assert max(large) <= spec.maxiter  # capped by maxiter

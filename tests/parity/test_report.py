@@ -39,10 +39,10 @@ def test_report_passes_and_serialises(model_and_dir):
     assert report.passed and len(report.rows) == 2 * 2 * 6  # runtimes × shapes × rows
     data = json.loads(json.dumps(report.to_dict()))
     assert data["passed"] is True and data["dtype"] == "float32"
-    directions = {row["direction"] for row in data["rows"]}
-    assert directions == {"forward", "inverse", "capped", "roundtrip", "density", "jacobian"}
+    checks = {row["check"] for row in data["rows"]}
+    assert checks == {"forward", "inverse", "capped", "roundtrip", "density", "jacobian"}
     for row in report.rows:
-        if row.direction == "capped":  # atol = rtol = 0, maxiter 3: exactly three steps each
+        if row.check == "capped":  # atol = rtol = 0, maxiter 3: exactly three steps each
             assert row.iterations == row.eager_iterations == [3, 3]
     table = report.table()
     assert "reference:cpu" in table and "roundtrip" in table
@@ -56,7 +56,7 @@ def test_tampered_graph_fails(model_and_dir, tmp_path, name):
     tamper(out_dir, tmp_path, name, 0.5)
     report = check(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(5,))
     assert not report.passed
-    assert {row.direction for row in report.failures} >= {"forward", "inverse"}
+    assert {row.check for row in report.failures} >= {"forward", "inverse"}
     with pytest.raises(ParityError, match=r"parity miss: onnxruntime:cpu forward on \[5, 6\]"):
         assert_parity(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(5,))
 
@@ -87,8 +87,8 @@ def test_float64_tolerances(tmp_path):
     assert report.passed and report.tolerances["forward"] == 1e-12
     assert max(row.max_abs for row in report.rows) < 1e-9
     np.testing.assert_array_equal(
-        next(row.iterations for row in report.rows if row.direction == "inverse"),
-        next(row.eager_iterations for row in report.rows if row.direction == "inverse"),
+        next(row.iterations for row in report.rows if row.check == "inverse"),
+        next(row.eager_iterations for row in report.rows if row.check == "inverse"),
     )
 
 
@@ -133,7 +133,7 @@ def test_mutated_graph_fails(mutation_base, tmp_path, mutation, runtime):
     assert mutations.mutate(tmp_path, graph, edit) >= 1
     report = check(model, tmp_path, runtimes=[runtime], batch_sizes=(1, 40))
     assert not report.passed
-    assert failing <= {row.direction for row in report.failures}, report.table()
+    assert failing <= {row.check for row in report.failures}, report.table()
     with pytest.raises(ParityError):
         assert_parity(model, tmp_path, runtimes=[runtime], batch_sizes=(1, 40))
 
@@ -145,4 +145,4 @@ def test_skipped_power_iteration_fails_with_stale_warm_starts(tmp_path):
     assert check(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(5,)).passed
     assert mutations.mutate(tmp_path, "forward.onnx", mutations.skip_power_iteration) >= 1
     report = check(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(5,))
-    assert "forward" in {row.direction for row in report.failures}, report.table()
+    assert "forward" in {row.check for row in report.failures}, report.table()

@@ -514,7 +514,7 @@ def test_session_attributes(model_and_export, name, direction):
     runtime, device = runtimes.parse_runtime(name)
     assert session.name == name
     assert session.runtime == runtime and session.device == device
-    assert session.direction == direction
+    assert session.graph.name == direction
     assert session.info.input_size == WIDTH and session.info.nblocks == NBLOCKS
     assert session.info.dtype == np.float32
     assert name in repr(session) and direction in repr(session)

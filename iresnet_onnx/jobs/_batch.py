@@ -37,22 +37,20 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import runtimes as rt
-from ._atomic import atomic_file
-from ._data import count_rows as count_data_rows
-from ._data import csv_header_rows
-from ._manifest import read_manifest, sha256
-from .errors import InvalidModelError
-from .runtimes._session import GRAPHS
+from .. import runtimes as rt
+from .._atomic import atomic_file
+from .._data import count_rows as count_data_rows
+from .._data import csv_header_rows
+from .._manifest import read_manifest, sha256
+from ..errors import InvalidModelError, UsageError
+from ..graphs import GRAPHS
 
-__all__ = ["BATCH_GRAPHS", "BatchProgress", "BatchSummary", "run_batch"]
+__all__ = ["BatchProgress", "BatchSummary", "run_batch"]
 
 log = logging.getLogger(__name__)
 
-BATCH_GRAPHS = ("forward", "inverse", "density")
 OUTPUT_SUFFIXES = (".npy", ".parquet")
 NONFINITE_POLICIES = ("reject", "flag")
-OUTPUT_COLUMN = {"forward": "y", "inverse": "x", "density": "log_prob"}
 NO_PROGRESS_TIMEOUT_S = 600.0
 """Ray Data's own default is 30 minutes of silence before it gives up on a stuck job."""
 BLOCKS_PER_BATCH = 8
@@ -152,10 +150,10 @@ def run_batch(
         export_dir, out, graph, runtime, workers, threads, batch_size, nonfinite, overwrite
     )
     _, info = rt.read_model(graph_file)
-    if info.direction != graph:
-        raise InvalidModelError(f"{graph_file}: a {info.direction} graph, not a {graph} graph")
+    if info.graph.name != graph:
+        raise InvalidModelError(f"{graph_file}: a {info.graph.name} graph, not a {graph} graph")
     source = describe_input(Path(data), expected_width=info.input_size, column=column,
-                            input_name=GRAPHS[graph][0])  # fmt: skip
+                            input_name=GRAPHS[graph].input)  # fmt: skip
     shipped = {graph_file.name: graph_file.read_bytes()}
     if runtime.partition(":")[0] == "torch":  # the eager session needs the checkpoint beside it
         shipped["model.pt"] = checkpoint.read_bytes()
@@ -194,21 +192,21 @@ def _check_arguments(
     batch_size: int, nonfinite: str, overwrite: bool,
 ) -> tuple[Path, Path]:  # fmt: skip
     """Every check that needs neither Ray nor the data; the graph file and the checkpoint."""
-    if graph not in BATCH_GRAPHS:
-        raise ValueError(f"graph {graph!r}: expected one of {', '.join(BATCH_GRAPHS)}")
+    if graph not in GRAPHS:
+        raise UsageError(f"graph {graph!r}: expected one of {', '.join(GRAPHS)}")
     if nonfinite not in NONFINITE_POLICIES:
-        raise ValueError(
+        raise UsageError(
             f"nonfinite={nonfinite!r}: expected one of {', '.join(NONFINITE_POLICIES)}"
         )
     for name, value in (("workers", workers), ("batch_size", batch_size), ("threads", threads)):
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name}={value!r}: expected a positive integer")
+            raise UsageError(f"{name}={value!r}: expected a positive integer")
     if out.suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(f"output {out}: expected a .npy or .parquet file")
+        raise UsageError(f"output {out}: expected a .npy or .parquet file")
     if out.exists() and not overwrite:
-        raise ValueError(f"output {out} exists: pass --overwrite (overwrite=True) to replace it")
+        raise UsageError(f"output {out} exists: pass --overwrite (overwrite=True) to replace it")
     if out.is_dir():
-        raise ValueError(f"output {out} is a folder; expected a .npy or .parquet file")
+        raise UsageError(f"output {out} is a folder; expected a .npy or .parquet file")
     manifest = read_manifest(export_dir)
     name = f"{graph}.onnx"
     entry = manifest["files"].get(name)
@@ -232,7 +230,7 @@ def _plan_workers(cpus: float, workers: int, threads: int | None, reads: bool) -
     if threads is None:
         threads = max(1, available // workers)
     if workers * threads > available:
-        raise ValueError(
+        raise UsageError(
             f"{workers} workers × {threads} threads need {workers * threads} CPUs; Ray has "
             f"{available}. Use fewer workers or threads"
         )
@@ -265,7 +263,7 @@ def _ray(address: str | None) -> Iterator[float]:
         log.info("starting Ray%s", f" at {address}" if address else " (local)")
         ray.init(address=address, **options)
     elif address is not None:
-        raise ValueError(f"Ray is already running in this process; cannot also join {address}")
+        raise UsageError(f"Ray is already running in this process; cannot also join {address}")
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows its own bar, in rows
     context.enable_operator_progress_bars = False
@@ -293,16 +291,16 @@ def describe_input(
         spec = _describe_parquet(path, column, input_name)
     elif path.suffix in (".npy", ".csv"):
         if column is not None:
-            raise ValueError(f"--column applies to Parquet input, not {path.suffix}")
+            raise UsageError(f"--column applies to Parquet input, not {path.suffix}")
         spec = _describe_npy(path) if path.suffix == ".npy" else _describe_csv(path)
     else:
-        raise ValueError(f"input {path}: expected .npy, .csv, or a Parquet file or folder")
+        raise UsageError(f"input {path}: expected .npy, .csv, or a Parquet file or folder")
     if spec.width != expected_width:
-        raise ValueError(
+        raise UsageError(
             f"input {path}: rows have {spec.width} values, the graph expects {expected_width}"
         )
     if spec.rows == 0:
-        raise ValueError(f"input {path}: no rows")
+        raise UsageError(f"input {path}: no rows")
     return spec
 
 
@@ -310,7 +308,7 @@ def _describe_npy(path: Path) -> InputSpec:
     rows = count_data_rows(path)  # a checked [N, n] array
     data = np.load(path, mmap_mode="r")
     if data.dtype.kind not in "fiu":
-        raise ValueError(f"input {path}: values must be numbers, got {data.dtype}")
+        raise UsageError(f"input {path}: values must be numbers, got {data.dtype}")
     return InputSpec(path.resolve(), "npy", rows, int(data.shape[1]), (), None)
 
 
@@ -331,12 +329,12 @@ def _describe_parquet(path: Path, column: str | None, input_name: str) -> InputS
 
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"input {path}: no .parquet files in this folder")
+        raise UsageError(f"input {path}: no .parquet files in this folder")
     try:
         schema = pq.read_schema(files[0])
         rows = sum(pq.read_metadata(file).num_rows for file in files)
     except (OSError, pa.ArrowException) as error:
-        raise ValueError(f"input {path}: not readable as Parquet ({error})") from error
+        raise UsageError(f"input {path}: not readable as Parquet ({error})") from error
     id_column = "id" if "id" in schema.names else None
     lists = [f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
              or pa.types.is_large_list(f.type)]  # fmt: skip
@@ -346,7 +344,7 @@ def _describe_parquet(path: Path, column: str | None, input_name: str) -> InputS
         column = lists[0]
     if column is not None:
         if column not in lists:
-            raise ValueError(
+            raise UsageError(
                 f"input {path}: no list column {column!r}; list columns: {lists or 'none'}"
             )
         width = _list_width(files[0], schema.field(column).type, column)
@@ -356,7 +354,7 @@ def _describe_parquet(path: Path, column: str | None, input_name: str) -> InputS
         if f.name != id_column and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
     )  # fmt: skip
     if not numeric:
-        raise ValueError(f"input {path}: no numeric columns and no list column of features")
+        raise UsageError(f"input {path}: no numeric columns and no list column of features")
     return InputSpec(path.resolve(), "parquet", rows, len(numeric), numeric, id_column)
 
 
@@ -419,7 +417,7 @@ class _GraphWorker:
         self.session = rt.load(Path(self._folder.name, graph_name), runtime, **options)
         self.source = source
         self.nonfinite = nonfinite
-        self.output = OUTPUT_COLUMN[self.session.direction]
+        self.output = self.session.graph.main
         self.rows = np.load(source.path, mmap_mode="r") if source.kind == "npy" else None
         self.pid = os.getpid()
 
@@ -461,7 +459,7 @@ class _GraphWorker:
             if cells.dtype == object:  # variable-length lists: one array per row
                 widths = {len(cell) for cell in cells}
                 if widths != {self.source.width}:
-                    raise ValueError(
+                    raise UsageError(
                         f"input {self.source.path}: column {columns[0]!r} has rows of "
                         f"{sorted(widths)} values; the graph expects {self.source.width}"
                     )
@@ -503,7 +501,7 @@ def _drain(
                 where = (f"id {batch['id'][first]}" if source.id_column
                          else f"row {done + first}")  # fmt: skip
                 if nonfinite == "reject":
-                    raise ValueError(
+                    raise UsageError(
                         f"input {source.path}: {where} holds NaN or Inf; nothing was written "
                         "(nonfinite='flag' / --nonfinite flag skips such rows instead)"
                     )
@@ -544,7 +542,7 @@ class _NpySink(_Sink):
 
     def __init__(self, path: Path, rows: int, info: Any, graph: str):
         shape = (rows,) if graph == "density" else (rows, info.input_size)
-        self.name = OUTPUT_COLUMN[graph]
+        self.name = GRAPHS[graph].main
         self.array = np.lib.format.open_memmap(path, mode="w+", dtype=info.dtype, shape=shape)
 
     def write(self, start: int, ids: np.ndarray, batch: dict[str, np.ndarray]) -> None:
@@ -564,7 +562,7 @@ class _ParquetSink(_Sink):
         import pyarrow.parquet as pq
 
         self.path, self.graph, self.nonfinite = path, graph, nonfinite
-        self.name = OUTPUT_COLUMN[graph]
+        self.name = GRAPHS[graph].main
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, start: int, ids: np.ndarray, batch: dict[str, np.ndarray]) -> None:

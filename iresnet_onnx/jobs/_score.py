@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import runtimes as rt
-from ._atomic import atomic_file
-from ._data import count_rows, iter_chunks
-from ._manifest import read_manifest
+from .. import runtimes as rt
+from .._atomic import atomic_file
+from .._data import count_rows, iter_chunks
+from .._manifest import read_manifest
+from ..errors import UsageError
 
 __all__ = ["ScoreSummary", "score_file"]
 
@@ -49,7 +50,7 @@ def score_file(
     naming the file and the row, and nothing is written."""
     export_dir, data, out = Path(export_dir), Path(data), Path(out)
     if out.suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(f"--out {out}: expected a .npy or .csv file")
+        raise UsageError(f"--out {out}: expected a .npy or .csv file")
     read_manifest(export_dir)  # an export folder, checked, before any work
     session = rt.load(export_dir / "density.onnx", runtime)
     width, dtype = session.info.input_size, session.info.dtype
@@ -64,7 +65,7 @@ def score_file(
         with tqdm(total=total, desc="score", unit="row", disable=not progress) as bar:
             for start, chunk in iter_chunks(data, batch_size):
                 if chunk.shape[1] != width:
-                    raise ValueError(
+                    raise UsageError(
                         f"data file {data}: rows have {chunk.shape[1]} values, the export "
                         f"{export_dir} expects {width}"
                     )

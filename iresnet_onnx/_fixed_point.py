@@ -1,0 +1,154 @@
+r"""The fixed-point solve x = y − g(x) as a free function, and its implicit gradient.
+
+Like zuko's ``bisection``: the solver takes g as a callable ``g(x, *phi)`` with its parameters
+``phi`` passed apart, runs without autograd, and :class:`FixedPoint` attaches the gradient of the
+solution by the implicit function theorem instead of differentiating through every step:
+
+    x* = y − g(x*, φ)  ⇒  dx* = (I + J_g)⁻¹ (dy − ∂g/∂φ dφ),
+
+so backward solves wᵀ(I + J_g) = uᵀ by the same kind of fixed-point iteration (w = u − J_gᵀw,
+a contraction because Lip(g) < 1), then ∂L/∂y = w and ∂L/∂φ = −(∂g/∂φ)ᵀw.
+
+Stopping rule (DESIGN): x₀ = y, x_{k+1} = y − g(x_k), row by row. A row stops at its first step
+whose residual max(|x_{k+1} − x_k| − rtol·|x_k|) over the row is ≤ atol — or is NaN, which never
+counts as converged — while the others go on, so a row's result never depends on its batch and
+the work follows the rows. ``iterations`` is the most steps a row took, ``residual`` the largest
+final row residual.
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["FixedPoint", "FixedPointResult", "fixed_point", "solve"]
+
+
+class FixedPointResult(NamedTuple):
+    x: Tensor
+    """The solution, shaped like y."""
+    iterations: Tensor
+    """0-d int64: the most fixed-point steps any row took."""
+    residual: Tensor
+    """0-d: the largest final row residual (NaN if a row blew up); converged ⇔ ≤ atol."""
+
+
+def solve(g: Callable[[Tensor], Tensor], y: Tensor, maxiter: int, atol: float, rtol: float) -> FixedPointResult:
+    """x with x + g(x) = y by fixed-point iteration, row by row (see the module docstring), without
+    autograd. ``y`` is ``[..., n]``; each row of its flattened ``[rows, n]`` form stops on its own."""
+    width = y.shape[-1]
+    flat = y.reshape(-1, width)
+    rows = flat.shape[0]
+    if rows == 0:
+        return FixedPointResult(y, torch.tensor(0, device=y.device), y.new_zeros(()))
+    x = torch.empty_like(flat)  # each row is written once, when it stops
+    residuals = torch.empty(rows, dtype=y.dtype, device=y.device)
+    index = torch.arange(rows, device=y.device)  # the rows still running
+    y_active, x_active = flat, flat
+    r_active = flat.new_full((rows,), math.inf)
+    k = 0
+    while k < maxiter:
+        x_next = y_active - g(x_active)
+        # a max reduction per row: one ReduceMax node in the exported Loop
+        r_active = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
+        x_active = x_next
+        k += 1
+        running = r_active > atol  # `>`: a NaN residual is not "running" (as the ONNX Greater)
+        if bool(running.all()):
+            continue
+        stopped = ~running
+        x[index[stopped]] = x_active[stopped]
+        residuals[index[stopped]] = r_active[stopped]
+        index = index[running]
+        if index.numel() == 0:
+            break
+        x_active, y_active, r_active = x_active[running], y_active[running], r_active[running]
+    if index.numel() > 0:  # maxiter reached with rows still running
+        x[index] = x_active
+        residuals[index] = r_active
+    return FixedPointResult(x.reshape(y.shape), torch.tensor(k, device=y.device), residuals.amax())
+
+
+def fixed_point(
+    g: Callable[..., Tensor],
+    y: Tensor,
+    maxiter: int,
+    atol: float,
+    rtol: float,
+    phi: tuple[Tensor, ...] = (),
+) -> FixedPointResult:
+    r"""x with x + g(x, *phi) = y (see the module docstring); differentiable in ``y`` and ``phi``.
+
+    Args:
+        g: the residual branch, ``g(x, *phi) -> Tensor`` like x, a contraction in x.
+        y: ``[..., n]``.
+        maxiter, atol, rtol: the stopping rule.
+        phi: the tensors g depends on that gradients should reach (weights).
+
+    Returns:
+        :class:`FixedPointResult`; only ``x`` carries a gradient.
+
+    Example::
+
+        >>> g = lambda x, w: torch.tanh(x @ w)
+        >>> w = 0.5 * torch.eye(3, requires_grad=True)
+        >>> x = fixed_point(g, torch.ones(2, 3), 100, 1e-6, 1e-6, (w,)).x
+        >>> x.sum().backward()  # reaches w through the implicit function theorem
+    """
+    needs_grad = torch.is_grad_enabled() and (
+        y.requires_grad or any(p.requires_grad for p in phi)
+    )
+    if needs_grad:
+        x, iterations, residual = FixedPoint.apply(g, y, maxiter, atol, rtol, *phi)
+        return FixedPointResult(x, iterations, residual)
+    with torch.no_grad():
+        return solve(lambda x: g(x, *phi), y, maxiter, atol, rtol)
+
+
+class FixedPoint(torch.autograd.Function):
+    """``FixedPoint.apply(g, y, maxiter, atol, rtol, *phi) -> (x, iterations, residual)``: the solve
+    in forward, the implicit gradient in backward (see the module docstring)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, g: Callable[..., Tensor], y: Tensor, maxiter: int, atol: float, rtol: float,
+        *phi: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        with torch.no_grad():
+            result = solve(lambda x: g(x, *phi), y, maxiter, atol, rtol)
+        ctx.g, ctx.settings = g, (maxiter, atol, rtol)
+        ctx.save_for_backward(result.x, *phi)
+        ctx.mark_non_differentiable(result.iterations, result.residual)
+        return result.x, result.iterations, result.residual
+
+    @staticmethod
+    def backward(ctx: Any, grad_x: Tensor, *_: Any) -> tuple[Any, ...]:
+        x, *phi = ctx.saved_tensors
+        needs_phi = ctx.needs_input_grad[5:]
+        with torch.enable_grad():
+            z = x.detach().requires_grad_()
+            leaves = [p.detach().requires_grad_(need) for p, need in zip(phi, needs_phi)]
+            gz = ctx.g(z, *leaves)
+            w = implicit_adjoint(gz, z, grad_x, *ctx.settings)
+            wanted = [leaf for leaf in leaves if leaf.requires_grad]
+            grads = iter(torch.autograd.grad(gz, wanted, -w, allow_unused=True) if wanted else ())
+        grad_phi = [next(grads) if need else None for need in needs_phi]
+        return (None, w if ctx.needs_input_grad[1] else None, None, None, None, *grad_phi)
+
+
+def implicit_adjoint(
+    gz: Tensor, z: Tensor, u: Tensor, maxiter: int, atol: float, rtol: float
+) -> Tensor:
+    """w with w = u − J_gᵀw at the solution (``gz = g(z)`` recorded with autograd), by fixed-point
+    iteration with vector-Jacobian products; the stopping rule of the forward solve, batch-wide."""
+    w = u
+    for _ in range(maxiter):
+        (vjp,) = torch.autograd.grad(gz, z, w, retain_graph=True)
+        w_next = u - vjp
+        done = bool((w_next - w).abs().max() <= atol + rtol * w.abs().max())
+        w = w_next
+        if done:
+            break
+    return w

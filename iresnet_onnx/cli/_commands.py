@@ -1,0 +1,250 @@
+"""The command line's commands: each takes the parsed arguments, does its work through the
+library, prints its result and returns the exit code (failures raise; :func:`iresnet_onnx.cli.main`
+turns them into codes)."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .._layout import CHECKPOINT
+from ..errors import UsageError, VerificationError
+from ._arguments import load_hp_file
+
+__all__ = ["batch", "bench", "demo", "export", "inspect", "score", "train", "verify"]
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def demo(args: argparse.Namespace) -> int:
+    from .._demo import run_demo
+    from ..bench import fix_malloc_thresholds
+
+    fix_malloc_thresholds()  # its latency table: see iresnet-onnx bench
+    run_demo(Path(args.out), epochs=args.epochs, samples=args.samples, seed=args.seed)
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from .._atomic import write_text_atomic
+    from .._checkpoint import save_checkpoint
+    from .._data import load_data
+    from .._training import train_flow
+
+    data = load_data(args.data)
+    hp: dict[str, Any] = load_hp_file(args.hp) if args.hp else {}
+    block = hp.setdefault("iResNetBlock", {})
+    for key in ("hidden_size", "activation", "variant"):
+        if getattr(args, key) is not None:
+            block[key] = getattr(args, key)
+    if args.nblocks is not None:
+        hp["nblocks"] = args.nblocks
+    result = train_flow(
+        data, hp=hp, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    )
+    out = Path(args.out)
+    path = save_checkpoint(result.model, out / CHECKPOINT)
+    write_text_atomic(out / "losses.json", json.dumps(result.losses))
+    print(f"trained on {data.shape[0]}×{data.shape[1]} in {result.seconds:.1f} s, "
+          f"final NLL {result.losses[-1]:.4f}; checkpoint: {path}")  # fmt: skip
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from .._checkpoint import load_checkpoint
+    from .._export import export as export_folder
+
+    model = load_checkpoint(args.checkpoint)
+    options = {
+        key: getattr(args, key)
+        for key in (
+            "opset",
+            "spectral_norm",
+            "inverse",
+            "steps_per_check",
+            "input_radius",
+            "maxiter",
+            "atol",
+            "rtol",
+        )
+        if getattr(args, key) is not None
+    }  # unset flags keep export()'s defaults
+    result = export_folder(
+        model, args.out, validate=not args.no_validate, functions=args.functions,
+        ort_format=args.ort_format, runtimes=args.runtime, **options,
+    )  # fmt: skip
+    print(f"exported {args.checkpoint} in {result.seconds:.2f} s:")
+    for name, path in result.paths.items():
+        print(f"  {name:<10} {path}")
+    if result.report is not None:
+        print(result.report)
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    from .._manifest import read_manifest, verify_hashes
+    from ..errors import CheckpointError, InvalidModelError
+
+    folder = Path(args.dir)
+    manifest = read_manifest(folder)
+    recorded = manifest.get("checkpoint", CHECKPOINT)
+    hashes = verify_hashes(folder, manifest)
+    if args.checkpoint or args.golden:
+        hashes.pop(recorded, None)  # not what is being verified
+    bad_hashes = {name: state for name, state in hashes.items() if state != "ok"}
+    problems = [f"{name} {state} since export" for name, state in bad_hashes.items()]
+    report = None
+    try:
+        report = (
+            _golden_report(args, folder, manifest)
+            if args.golden
+            else _parity_report(args, folder, manifest)
+        )
+        problems += [str(row) for row in report.failures]
+        if report.unsupported and not problems:
+            first = report.unsupported[0]
+            raise UsageError(f"{first['runtime']} cannot run {first['graph']}: {first['reason']}")
+    except (InvalidModelError, CheckpointError) as error:
+        if not bad_hashes:
+            raise  # a file that never matched the manifest's hashes is bad input (exit 2)
+        problems.append(f"cannot run parity: {error}")  # a file broken since export (exit 1)
+    passed = not problems
+    if args.json:
+        print_json({
+            "passed": passed, "hashes": hashes, "problems": problems,
+            "parity": report.to_dict() if report is not None else None,
+        })  # fmt: skip
+    else:
+        for name, state in hashes.items():
+            print(f"sha256 {name}: {state}")
+        if report is not None:
+            print(report)
+    if not passed:
+        raise VerificationError(f"verification of {folder} failed: {'; '.join(problems)}")
+    return 0
+
+
+def _golden_report(args: argparse.Namespace, folder: Path, manifest: dict[str, Any]) -> Any:
+    """The golden vectors on the device: numpy and a runtime, no torch, no checkpoint."""
+    from .._golden import verify_golden
+
+    if args.checkpoint:
+        raise UsageError("--golden checks the stored vectors; it takes no --checkpoint")
+    return verify_golden(folder, manifest, runtimes=args.runtime)
+
+
+def _parity_report(args: argparse.Namespace, folder: Path, manifest: dict[str, Any]) -> Any:
+    """Parity against the folder's checkpoint (or --checkpoint) on fresh inputs: needs torch."""
+    from .. import parity
+    from .._checkpoint import load_checkpoint
+
+    checkpoint = (
+        Path(args.checkpoint)
+        if args.checkpoint
+        else folder / manifest.get("checkpoint", CHECKPOINT)
+    )
+    model = load_checkpoint(checkpoint)
+    _check_same_model(model, manifest, checkpoint, folder)
+    sizes = {"batch_sizes": args.batch_sizes} if args.batch_sizes else {}
+    return parity.check(model, folder, runtimes=args.runtime, **sizes)
+
+
+def _check_same_model(model: Any, manifest: dict[str, Any], checkpoint: Path, folder: Path) -> None:
+    """A checkpoint of another width or depth than the export is the checkpoint's fault: say so."""
+    expected = (manifest.get("input_size"), manifest.get("nblocks"))
+    actual = (model.input_size, getattr(model, "nblocks", 1))
+    if None not in expected and expected != actual:
+        raise UsageError(
+            f"checkpoint {checkpoint} holds a model of width {actual[0]} with {actual[1]} blocks; "
+            f"the export {folder} has width {expected[0]} and {expected[1]} blocks"
+        )
+
+
+def bench(args: argparse.Namespace) -> int:
+    from ..bench import (
+        bench_export,
+        bench_suite,
+        fix_malloc_thresholds,
+        format_table,
+        machine,
+        rows_to_dicts,
+        suite_report,
+    )
+
+    fix_malloc_thresholds()  # the CLI owns its process: timings without malloc's warm-up drift
+    if args.dir is None:  # the performance suite: baseline vs eager, TorchScript, onnxruntime
+        rows = bench_suite(
+            widths=args.widths, batches=args.batch, threads=args.threads, repeats=args.repeats,
+            progress=not args.json,
+        )  # fmt: skip
+        report, data = suite_report(rows, args.widths, args.repeats, args.threads)
+        if args.json:
+            print_json(data)
+        else:
+            print(report)
+        return 0
+    rows = bench_export(
+        args.dir, batches=args.batch, runtimes=args.runtime, repeats=args.repeats,
+        threads=args.threads, progress=not args.json,
+    )  # fmt: skip
+    if args.json:
+        print_json({"machine": machine(), "threads": args.threads, "rows": rows_to_dicts(rows)})
+    else:
+        print(f"latency, {args.threads} threads; ratio = torch eager / runtime")
+        print(format_table(rows, reference="eager"))
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    from ..jobs import score_file
+
+    summary = score_file(
+        args.dir, args.data, args.out, runtime=args.runtime, batch_size=args.batch_size,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"scored {summary.rows:,} rows on {summary.runtime} in {summary.seconds:.2f} s "
+        f"({summary.rows_per_second:,.0f} rows/s): {summary.out}"
+    )
+    return 0
+
+
+def batch(args: argparse.Namespace) -> int:
+    from ..jobs import run_batch
+
+    summary = run_batch(
+        args.dir, args.input, args.output, graph=args.graph, runtime=args.runtime,
+        workers=args.workers, threads=args.threads, batch_size=args.batch_size,
+        address=args.address, overwrite=args.overwrite, nonfinite=args.nonfinite,
+        column=args.column, progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"{summary.graph}: {summary.rows:,} rows on {summary.runtime} in {summary.seconds:.2f} s "
+        f"({summary.rows_per_second:,.0f} rows/s; Ray start-up {summary.ray_start_seconds:.1f} s "
+        f"apart): {summary.out}"
+    )
+    for pid, stats in sorted(summary.workers.items()):
+        print(
+            f"  worker pid {pid}: {stats.rows:,} rows, {stats.rows_per_second:,.0f} rows/s "
+            "in the runtime"
+        )
+    if summary.graph == "inverse":
+        print(f"  rows that did not converge: {summary.not_converged:,}")
+    if args.nonfinite == "flag":
+        print(f"  non-finite rows skipped (output NaN): {summary.nonfinite:,}")
+    return 0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from .._inspect import inspect_path, render
+
+    info = inspect_path(Path(args.path))
+    if args.json:
+        print_json(info)
+    else:
+        print(render(info))
+    return 0
+
+

@@ -1,0 +1,166 @@
+"""The components of an exported iResNet's inverse: the fixed-point iteration x = y − g(x).
+
+``BlockInverse``       a fixed-point ``Loop`` with a data-dependent stop, row by row
+``BlockInverseFixed``  the same iteration as a gated ``Scan`` of a fixed number of steps (no Loop)
+
+Both follow :func:`iresnet_onnx._fixed_point.solve` step for step: the same residual, the same
+stopping rule, the same per-row semantics, so eager and ONNX take the same number of steps.
+"""
+
+import numpy as np
+import onnx_ir as ir
+
+from ._builder import BOOL, INT64, Component, Ops
+
+__all__ = ["block_inverse_component", "block_inverse_fixed_component"]
+
+
+def _row_residuals(ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value) -> ir.Value:
+    """max over each row of |x − x_prev| − rtol·|x_prev|: ``[rows]``."""
+    change = ops.Abs(ops.Sub(x, x_previous))
+    return ops.reduce("ReduceMax", ops.Sub(change, ops.Mul(rtol, ops.Abs(x_previous))), [1], 0)
+
+
+def _block_outputs(
+    ops: Ops, x: ir.Value, residuals: ir.Value, steps: ir.Value
+) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(x, the most steps a row took (``steps``: per row, or already the most), the largest final
+    row residual — a NaN row as +inf, so that no runtime's NaN handling in ReduceMax hides it)."""
+    infinite = ops.Where(ops.IsNaN(residuals), ops.const(np.inf), residuals)
+    residual = ops.reduce("ReduceMax", infinite, None, keepdims=0)
+    return x, ops.reduce("ReduceMax", steps, None, keepdims=0), residual
+
+
+def block_inverse_component(
+    bottleneck: Component, width: int, maxiter_cap: int, steps_per_check: int = 1
+) -> Component:
+    """``BlockInverse(y, parameters…, maxiter, atol, rtol) -> (x, iterations, residual)``.
+
+    x₀ = y, x_{k+1} = y − g(x_k), row by row: a row stops once its residual max(|x_{k+1} − x_k| −
+    rtol·|x_k|) is ≤ atol (a NaN compares false and stops it too; it is reported as +inf, never
+    "converged"), or after maxiter steps (clipped to ``maxiter_cap``, so that no input a client
+    passes makes a call run longer). Each Loop iteration works on the running rows only
+    (``NonZero`` → ``Gather`` → steps → ``ScatterND``): the cost follows the rows, and a row's
+    result does not depend on its batch. ``iterations`` is the most steps a row took,
+    ``residual`` the largest final row residual.
+
+    With ``steps_per_check = K > 1`` a first Loop takes K steps per iteration and tests only the
+    last (the test and the compaction cost as much as a step at batch 1), for ⌊maxiter/K⌋
+    iterations; a second Loop takes the remaining maxiter mod K steps one at a time. A row then
+    stops at the first multiple of K at or after the step where eager stops (up to K − 1 extra
+    steps, each closer to the fixed point), never after maxiter; ``steps_per_check=1`` stops every
+    row exactly where eager does.
+    """
+
+    def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        *parameters, maxiter, atol, rtol = rest
+        dtype = ops.dtype
+
+        def loop(name: str, trips: ir.Value, k: int, x, residuals, taken):
+            def step(inner: Ops, x, residuals, taken):
+                # [A, 1] indices of the running rows: GatherND and ScatterND take them as they are
+                rows = inner.Transpose(inner.NonZero(inner.Greater(residuals, atol)), perm=[1, 0])
+                x_active, y_active = inner.GatherND(x, rows), inner.GatherND(y, rows)
+                for _ in range(k):
+                    x_previous = x_active
+                    x_active = inner.Sub(y_active, inner.invoke(bottleneck, x_active, *parameters))
+                x = inner.ScatterND(x, rows, x_active)
+                residuals = inner.ScatterND(
+                    residuals, rows, _row_residuals(inner, x_active, x_previous, rtol)
+                )
+                # the slowest row runs in every iteration: its count is the Loop's
+                taken = inner.Add(taken, inner.const(k, INT64))
+                return _any_running(inner, residuals, atol), [x, residuals, taken]
+
+            return ops.loop(
+                name, trips, ops.const(True, BOOL),
+                {
+                    "x": (x, dtype, ["batch", width]),
+                    "residuals": (residuals, dtype, ["batch"]),
+                    "taken": (taken, INT64, []),
+                },
+                step,
+            )  # fmt: skip
+
+        limit = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
+        rows = ops.op("Shape", y, start=0, end=1)  # [batch]
+        state = (y, ops.Expand(ops.const(np.inf), rows), ops.const(0, INT64))
+        if steps_per_check == 1:
+            state = loop("fixed_point", limit, 1, *state)
+        else:
+            K = ops.const(steps_per_check, INT64)
+            state = loop("fixed_point", ops.Div(limit, K), steps_per_check, *state)
+            # the rest of maxiter, one step at a time, and not at all once every row stopped
+            rest = ops.Mul(ops.Mod(limit, K), ops.Cast(_any_running(ops, state[1], atol), to=INT64))
+            state = loop("fixed_point_rest", rest, 1, *state)
+        x, residuals, taken = state
+        return _block_outputs(ops, x, residuals, taken)
+
+    return Component(
+        "BlockInverse", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"), body,
+        doc="x with x + g(x) = y, by Banach fixed-point iteration row by row; also the step "
+        "count and residual.",
+        outputs=3,
+    )  # fmt: skip
+
+
+def _any_running(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:
+    """Whether some row's residual is still above atol (a NaN row is not running)."""
+    running = ops.Cast(ops.Greater(residuals, atol), to=INT64)
+    return ops.Greater(ops.reduce("ReduceMax", running, None, keepdims=0), ops.const(0, INT64))
+
+
+def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int) -> Component:
+    """``BlockInverseFixed`` — :func:`block_inverse_component`'s interface and stopping rule, as a
+    ``Scan`` of exactly ``steps`` steps (fixed at export) for runtimes without ``Loop``.
+
+    Each step is gated per row: once a row's residual is ≤ atol (or NaN), or k = maxiter, ``Where``
+    keeps its x, residual and step count as they were, so the outputs are those of the steps where
+    the Loop would have stopped each row. Every row is computed at every step (no compaction: a
+    Scan's shapes are fixed). A row that needs more than ``steps`` steps ends with residual > atol,
+    as a Loop capped at ``steps`` would.
+    """
+
+    def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        *parameters, maxiter, atol, rtol = rest
+        dtype = ops.dtype
+
+        def step(inner: Ops, tick, x, residuals, counts, y, maxiter, atol, rtol, *parameters):
+            # the body must read the step index (OpenVINO runs a Scan whose scan input is unused
+            # only once); while a row runs, its count equals the index
+            running = inner.And(inner.Less(tick, maxiter), inner.Greater(residuals, atol))
+            x_next = inner.Sub(y, inner.invoke(bottleneck, x, *parameters))
+            return [
+                inner.Where(inner.Unsqueeze(running, inner.const([1], INT64)), x_next, x),
+                inner.Where(running, _row_residuals(inner, x_next, x, rtol), residuals),
+                inner.Where(running, inner.Add(counts, inner.const(1, INT64)), counts),
+                *(inner.Identity(value) for value in (y, maxiter, atol, rtol, *parameters)),
+            ]
+
+        rows = ops.op("Shape", y, start=0, end=1)
+        state = {
+            "x": (y, dtype, ["batch", width]),
+            "residuals": (ops.Expand(ops.const(np.inf), rows), dtype, ["batch"]),
+            "counts": (ops.Expand(ops.const(0, INT64), rows), INT64, ["batch"]),
+            "y": (y, dtype, ["batch", width]),
+            "maxiter": (maxiter, INT64, []),
+            "atol": (atol, dtype, []),
+            "rtol": (rtol, dtype, []),
+        }
+        for name, parameter in zip(bottleneck.inputs[1:], parameters):
+            # the rank is all a function body knows; inline, the value carries its shape
+            rank = 2 if name.startswith("weight") else 1
+            shape = [None] * rank if parameter.shape is None else list(parameter.shape)
+            state[name] = (parameter, dtype, shape)
+        x, residuals, counts, *_ = ops.gated_scan("fixed_steps", steps, state, step)
+        return _block_outputs(ops, x, residuals, counts)
+
+    return Component(
+        f"BlockInverseFixed{steps}", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"),
+        body,
+        doc=f"x with x + g(x) = y by {steps} gated fixed-point steps per row (no Loop); also the "
+        "step count and residual.",
+        outputs=3,
+    )  # fmt: skip
+
+

@@ -1,0 +1,1 @@
+BresidualJC-w5üÉp5
