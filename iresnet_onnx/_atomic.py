@@ -39,8 +39,10 @@ def _output_errors(path: Path) -> Iterator[None]:
     except OSError as error:
         if error.errno not in _OUTPUT_ERRNOS:
             raise
-        reason = "no space left on the device" if error.errno in (errno.ENOSPC, errno.EDQUOT) else (
-            error.strerror or str(error)
+        reason = (
+            "no space left on the device"
+            if error.errno in (errno.ENOSPC, errno.EDQUOT)
+            else (error.strerror or str(error))
         )
         raise OutputError(f"cannot write {path}: {reason}; nothing was written") from error
 

@@ -33,7 +33,9 @@ class TorchMath:
     floats in ``where`` become tensors of ``like``'s dtype: torch would make them float32, and
     0.01 in float32 is not 0.01 in a float64 model."""
 
-    exp, sigmoid, tanh, abs = (staticmethod(f) for f in (torch.exp, torch.sigmoid, torch.tanh, torch.abs))
+    exp, sigmoid, tanh, abs = (
+        staticmethod(f) for f in (torch.exp, torch.sigmoid, torch.tanh, torch.abs)
+    )
     ones_like, matmul = staticmethod(torch.ones_like), staticmethod(torch.matmul)
 
     def __init__(self, like: Tensor):
@@ -97,7 +99,9 @@ def forward_and_log_det(block: Any, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(y, log|det ∂y/∂x|)`` of one iResNetBlock for ``x`` of shape ``[..., n]``: y like x,
     log-det ``[...]``. Differentiable in x and in the weights (σ through SpectralNorm in training)."""
     layers: list[Layer] = [
-        (module.effective_weight(), module.bias) if isinstance(module, LinearContraction) else module
+        (module.effective_weight(), module.bias)
+        if isinstance(module, LinearContraction)
+        else module
         for module in block.bottleneck
     ]
     return layers_forward_and_log_det(layers, block.HP["variant"], block.hidden_size, x)

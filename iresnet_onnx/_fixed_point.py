@@ -35,7 +35,9 @@ class FixedPointResult(NamedTuple):
     """0-d: the largest final row residual (NaN if a row blew up); converged ⇔ ≤ atol."""
 
 
-def solve(g: Callable[[Tensor], Tensor], y: Tensor, maxiter: int, atol: float, rtol: float) -> FixedPointResult:
+def solve(
+    g: Callable[[Tensor], Tensor], y: Tensor, maxiter: int, atol: float, rtol: float
+) -> FixedPointResult:
     """x with x + g(x) = y by fixed-point iteration, row by row (see the module docstring), without
     autograd. ``y`` is ``[..., n]``; each row of its flattened ``[rows, n]`` form stops on its own."""
     width = y.shape[-1]
@@ -97,9 +99,7 @@ def fixed_point(
         >>> x = fixed_point(g, torch.ones(2, 3), 100, 1e-6, 1e-6, (w,)).x
         >>> x.sum().backward()  # reaches w through the implicit function theorem
     """
-    needs_grad = torch.is_grad_enabled() and (
-        y.requires_grad or any(p.requires_grad for p in phi)
-    )
+    needs_grad = torch.is_grad_enabled() and (y.requires_grad or any(p.requires_grad for p in phi))
     if needs_grad:
         x, iterations, residual = FixedPoint.apply(g, y, maxiter, atol, rtol, *phi)
         return FixedPointResult(x, iterations, residual)

@@ -195,4 +195,3 @@ def _warn_unless_converged(steps: Any, residuals: Any, atols: list[float]) -> No
                 ConvergenceWarning,
                 stacklevel=3,
             )
-

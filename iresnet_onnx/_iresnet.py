@@ -174,9 +174,7 @@ class iResNetBlock(nn.Module):
         return self._eager_solve(y, maxiter_, atol_, rtol_)
 
     @torch.jit.unused
-    def _eager_solve(
-        self, y: Tensor, maxiter: int, atol: float, rtol: float
-    ) -> FixedPointResult:
+    def _eager_solve(self, y: Tensor, maxiter: int, atol: float, rtol: float) -> FixedPointResult:
         def g(x: Tensor, *parameters: Tensor) -> Tensor:
             return self.g(x, list(parameters))
 

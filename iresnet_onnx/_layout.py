@@ -1,12 +1,12 @@
 """The layout of an export folder, declared once (torch-free: the edge install reads folders)::
 
-    out/
-      forward.onnx  inverse.onnx  density.onnx   the graphs (names from :mod:`iresnet_onnx.graphs`)
-      forward.ort   inverse.ort   density.ort    onnxruntime's format (``ort_format=True``)
-      model.pt                                   the checkpoint (the manifest may name another)
-      manifest.json                              versions, options, HP, validation, every sha256
-      golden/<graph>/test_data_set_<i>/input_<k>.pb, output_<k>.pb
-                                                 golden vectors, ONNX's test-data layout
+out/
+  forward.onnx  inverse.onnx  density.onnx   the graphs (names from :mod:`iresnet_onnx.graphs`)
+  forward.ort   inverse.ort   density.ort    onnxruntime's format (``ort_format=True``)
+  model.pt                                   the checkpoint (the manifest may name another)
+  manifest.json                              versions, options, HP, validation, every sha256
+  golden/<graph>/test_data_set_<i>/input_<k>.pb, output_<k>.pb
+                                             golden vectors, ONNX's test-data layout
 """
 
 from pathlib import Path

@@ -119,5 +119,3 @@ def load_or_note(notes: list[dict[str, str]], name: str, path: Path) -> rt.Sessi
     except UnsupportedModelError as error:
         notes.append({"runtime": name, "graph": path.name, "reason": str(error)})
         return None
-
-

@@ -89,7 +89,9 @@ def _tanh_derivative(m: Math, u: Any) -> Any:
     return m.sub(1.0, m.mul(t, t))
 
 
-ELU_ALPHA = 1.0  # torch's default for ELU and CELU (CELU's derivative below exp(u/α) is exp(u) at α = 1)
+ELU_ALPHA = (
+    1.0  # torch's default for ELU and CELU (CELU's derivative below exp(u/α) is exp(u) at α = 1)
+)
 LEAKY_SLOPE = 0.01  # torch's default negative_slope
 SOFTPLUS_THRESHOLD = 20.0  # torch's default: softplus(u) = u above it, so ϕ′ = 1 there
 

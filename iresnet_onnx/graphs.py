@@ -46,12 +46,21 @@ class Graph:
 
 FORWARD = Graph("forward", "x", ("y",), per_row=("y",), main="y", vectors=("y",))
 INVERSE = Graph(
-    "inverse", "y", ("x", "iterations", "residual"), per_row=("x",), main="x", vectors=("x",),
+    "inverse",
+    "y",
+    ("x", "iterations", "residual"),
+    per_row=("x",),
+    main="x",
+    vectors=("x",),
     optional_inputs=SOLVER_SETTINGS,
 )
 DENSITY = Graph(
-    "density", "x", ("log_prob", "log_det", "z"), per_row=("log_prob", "log_det", "z"),
-    main="log_prob", vectors=("z",),
+    "density",
+    "x",
+    ("log_prob", "log_det", "z"),
+    per_row=("log_prob", "log_det", "z"),
+    main="log_prob",
+    vectors=("z",),
 )
 GRAPHS = {graph.name: graph for graph in (FORWARD, INVERSE, DENSITY)}
 

@@ -46,7 +46,9 @@ def test_an_export_folder_of_0_2_0_loads_verifies_and_passes_parity(tmp_path, ca
     golden = verify_golden(LEGACY / "export", manifest, runtimes=["onnxruntime:cpu"])
     assert golden.passed, str(golden)
     model = load_checkpoint(LEGACY / "export" / "model.pt")
-    report = parity.check(model, LEGACY / "export", runtimes=["onnxruntime:cpu"], batch_sizes=(1, 9))
+    report = parity.check(
+        model, LEGACY / "export", runtimes=["onnxruntime:cpu"], batch_sizes=(1, 9)
+    )
     assert report.passed, str(report)
     assert main(["inspect", str(LEGACY / "export")]) == 0
     assert "density.onnx" in capsys.readouterr().out

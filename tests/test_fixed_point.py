@@ -25,7 +25,9 @@ def test_solves_any_contraction_row_by_row():
     result = fixed_point(contraction, y, 500, 1e-13, 1e-13, (w, b))
     torch.testing.assert_close(result.x + contraction(result.x, w, b), y, rtol=0, atol=1e-11)
     assert result.residual <= 1e-13
-    alone = [solve(lambda x: contraction(x, w, b), y[i : i + 1], 500, 1e-13, 1e-13) for i in range(6)]
+    alone = [
+        solve(lambda x: contraction(x, w, b), y[i : i + 1], 500, 1e-13, 1e-13) for i in range(6)
+    ]
     assert int(result.iterations) == max(int(r.iterations) for r in alone)
     for i, row in enumerate(alone):  # a row's result does not depend on its batch (but a GEMM of
         # one row and one of six may round differently)

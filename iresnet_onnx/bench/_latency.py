@@ -148,9 +148,7 @@ def bench_suite(
                     out = Path(tmp) / str(len(sessions))
                     export(model, out, validate=False, **options)
                     sessions[label] = {
-                        graph: rt.load(
-                            out / f"{graph}.onnx", "onnxruntime", "cpu", threads=threads
-                        )
+                        graph: rt.load(out / f"{graph}.onnx", "onnxruntime", "cpu", threads=threads)
                         for graph in ("forward", "inverse")
                     }
                 for batch in batches:

@@ -58,7 +58,11 @@ def require_extras(command: str) -> None:
     }
     if missing:
         extras = ",".join(sorted(set(missing.values())))
-        hint = " (on a CPU-only machine: pip install torch==2.13.0 first)" if "torch" in missing else ""
+        hint = (
+            " (on a CPU-only machine: pip install torch==2.13.0 first)"
+            if "torch" in missing
+            else ""
+        )
         raise MissingExtraError(
             f"{command} needs {', '.join(sorted(missing))}, which is not installed: "
             f"pip install 'iresnet-onnx[{extras}]'{hint}"

@@ -246,5 +246,3 @@ def inspect(args: argparse.Namespace) -> int:
     else:
         print(render(info))
     return 0
-
-

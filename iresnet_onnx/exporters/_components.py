@@ -152,5 +152,3 @@ def block_forward_component(bottleneck: Component) -> Component:
         return ops.Add(x, ops.invoke(bottleneck, x, *parameters))
 
     return Component("BlockForward", ("x", *bottleneck.inputs[1:]), body, doc="y = x + g(x).")
-
-

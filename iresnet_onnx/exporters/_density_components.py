@@ -109,7 +109,9 @@ def _log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
     return log_det
 
 
-def block_density_component(steps: Sequence[Step], variant: str, width: int, hidden: int) -> Component:
+def block_density_component(
+    steps: Sequence[Step], variant: str, width: int, hidden: int
+) -> Component:
     """``BlockDensity(x, parameters…) -> (y, log|det ∂y/∂x|)``: the block and its exact log-det,
     with D = diag(ϕ′(u)) at each activation's input (see :func:`~iresnet_onnx._structure.lemma_matrix`)."""
 

@@ -162,5 +162,3 @@ def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int)
         "step count and residual.",
         outputs=3,
     )  # fmt: skip
-
-

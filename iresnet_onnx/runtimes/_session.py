@@ -349,5 +349,7 @@ def check_threads(threads: Any, owner: str) -> int | None:
         or not isinstance(threads, numbers.Integral)
         or not 1 <= threads <= cpus
     ):
-        raise UsageError(f"{owner}: threads must be an int in 1…{cpus} (the CPUs here), got {threads!r}")
+        raise UsageError(
+            f"{owner}: threads must be an int in 1…{cpus} (the CPUs here), got {threads!r}"
+        )
     return int(threads)

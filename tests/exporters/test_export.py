@@ -85,7 +85,9 @@ def test_validation_miss_is_a_parity_error_and_keeps_the_good_export(tmp_path, m
     export(make_model(6, 1), out)
     good = folder_hashes(out)
     # a wrong activation mapping (0.5-leaky instead of ReLU) makes the graphs disagree with eager
-    leaky = dataclasses.replace(ACTIVATIONS["ReLU"], onnx_op="LeakyRelu", onnx_attributes=(("alpha", 0.5),))
+    leaky = dataclasses.replace(
+        ACTIVATIONS["ReLU"], onnx_op="LeakyRelu", onnx_attributes=(("alpha", 0.5),)
+    )
     monkeypatch.setitem(ACTIVATIONS, "ReLU", leaky)
     with pytest.raises(ParityError, match=r"onnxruntime:cpu forward on \[1, 6\]: max\|Δ\|"):
         export(make_model(6, 1, seed=3), out)

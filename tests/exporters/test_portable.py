@@ -75,7 +75,9 @@ def test_fixed_steps_bound_the_loop_counts(exported, model):
     loop_outputs = runtimes.load(loop.inverse).run_all(y)
     assert fixed_outputs["iterations"].tolist() == loop_outputs["iterations"].tolist()
     atol = model.blocks[0].atol
-    assert (fixed_outputs["residual"] <= atol).tolist() == (loop_outputs["residual"] <= atol).tolist()
+    assert (fixed_outputs["residual"] <= atol).tolist() == (
+        loop_outputs["residual"] <= atol
+    ).tolist()
     assert_close_outputs(fixed_outputs, loop_outputs, exclude=("iterations",))
     assert not any(node.op_type == "Loop" for node in onnx.load(result.inverse).graph.node)
 
