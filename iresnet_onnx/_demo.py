@@ -53,7 +53,7 @@ def run_demo(out: Path, *, epochs: int = 40, samples: int = 4096, seed: int = 0)
     print(f"\ndone in {summary['seconds']:.0f} s. Everything is in {out}/:")
     for name, what in (
         ("model.pt", "trained checkpoint"),
-        ("onnx/", "loop-mode export (forward.onnx, inverse.onnx, model.pt, manifest.json)"),
+        ("onnx/", "loop-mode export (forward/inverse/density.onnx, model.pt, manifest.json)"),
         ("onnx-folded/", "folded-mode export"),
         ("onnx-portable/", "portable export: no Loop (runs on tract too), .ort files"),
         ("report.md", "parity and latency tables"),
