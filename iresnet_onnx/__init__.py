@@ -29,6 +29,7 @@ _LAZY = {
     "train_flow": "_training",
     "export": "_export",
     "ExportResult": "_export",
+    "onnx_translation_table": "exporters._translations",
     # the runtime side (torch-free)
     "score_file": "jobs",
     "run_batch": "jobs",
@@ -49,7 +50,7 @@ def __getattr__(name: str) -> Any:
     try:
         value = getattr(importlib.import_module(f".{module}", __name__), name)
     except ModuleNotFoundError as error:
-        if error.name not in ("torch", "onnx_ir", "onnxscript"):
+        if error.name not in ("torch", "onnx", "onnx_ir", "onnxscript"):
             raise
         from .errors import MissingExtraError
 

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from ._spectral import SpectralNorm, power_iteration
+from ._ops import spectral_norm as spectral_norm_op
+from ._spectral import SpectralNorm, power_iteration, start_vector_branch_free
 from .errors import UsageError
 
 __all__ = ["POWER_ITERATION", "LinearContraction"]
@@ -119,6 +120,8 @@ class LinearContraction(nn.Module):
 
     def _sigma(self) -> Tensor:
         """‖weight‖₂, differentiable when autograd needs it; updates the warm start only in training."""
+        if not torch.jit.is_scripting() and torch.compiler.is_compiling():
+            return self._traced_sigma()
         if torch.jit.is_scripting():
             # TorchScript cannot call an autograd.Function; σ = uᵀAv with u, v fixed has the same
             # value and the same gradient u vᵀ.
@@ -137,10 +140,25 @@ class LinearContraction(nn.Module):
             self.weight, self.power_vector, self.power_atol, self.power_rtol, self.power_maxiter
         ).sigma
 
+    @torch.jit.unused
+    def _traced_sigma(self) -> Tensor:
+        """σ while torch traces the layer (torch.export, torch.compile): one custom op, so the
+        data-dependent power iteration stays whole (see :mod:`iresnet_onnx._ops`)."""
+        start = start_vector_branch_free(self.weight, self.power_vector)
+        sigma, vector = spectral_norm_op(
+            self.weight, start, self.power_atol, self.power_rtol, self.power_maxiter
+        )
+        if self.training:
+            with torch.no_grad():
+                self.power_vector.copy_(vector)
+        return sigma
+
     def effective_weight(self) -> Tensor:
-        """A′ = A·min(c/‖A‖₂, 1) of the current weights; sets the ``spectral_norm`` buffer."""
+        """A′ = A·min(c/‖A‖₂, 1) of the current weights; sets the ``spectral_norm`` buffer
+        (except while torch traces the layer: a traced graph keeps no such side output)."""
         sigma = self._sigma()
-        self.spectral_norm = sigma.detach()
+        if torch.jit.is_scripting() or not torch.compiler.is_compiling():
+            self.spectral_norm = sigma.detach()
         return self.weight * torch.minimum(self.c / sigma, self.one)
 
     def forward(self, x: Tensor) -> Tensor:

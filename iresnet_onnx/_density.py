@@ -15,7 +15,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from ._branch import Layer
 from ._contraction import LinearContraction
+from ._ops import log_abs_det, unit_plus_log_det
 from ._structure import ACTIVATIONS, lemma_matrix
 
 __all__ = [
@@ -91,10 +93,6 @@ def activation_derivative(activation: nn.Module, u: Tensor) -> Tensor:
     return ACTIVATIONS[type(activation).__name__].derivative(TorchMath(u), u)
 
 
-Layer = tuple[Tensor, Tensor | None] | nn.Module
-"""One step of g: a linear step as ``(A′, bias)``, or an activation module."""
-
-
 def forward_and_log_det(block: Any, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(y, log|det ∂y/∂x|)`` of one iResNetBlock for ``x`` of shape ``[..., n]``: y like x,
     log-det ``[...]``. Differentiable in x and in the weights (σ through SpectralNorm in training)."""
@@ -122,28 +120,10 @@ def layers_forward_and_log_det(
             derivatives.append(activation_derivative(layer, h))
             h = layer(h)
     small = lemma_matrix(variant, TorchMath(x), weights, derivatives, x.shape[-1], hidden)
+    if torch.compiler.is_compiling():  # one op that torch.export and the ONNX route keep whole
+        return x + h, unit_plus_log_det(small)
     identity = torch.eye(small.shape[-1], dtype=small.dtype, device=small.device)
     return x + h, log_abs_det(identity + small)
-
-
-BATCHED_SLOGDET_LIMIT = 128
-"""torch 2.13's CPU slogdet of a *batch* of matrices larger than about 128×128 is wrong with more
-than one intra-op thread (MKL's batched LU: "Parameter 6 was incorrect on entry to SLASWP", and
-log-dets off by units); one matrix at a time is right."""
-
-
-def log_abs_det(matrices: Tensor) -> Tensor:
-    """log|det| of each matrix of ``[..., m, m]``, differentiable; see
-    :data:`BATCHED_SLOGDET_LIMIT` for why large matrices go one at a time."""
-    if matrices.shape[-1] <= BATCHED_SLOGDET_LIMIT or matrices.device.type != "cpu":
-        return torch.linalg.slogdet(matrices)[1]
-    flat = matrices.reshape(-1, *matrices.shape[-2:])
-    values = [torch.linalg.slogdet(matrix)[1] for matrix in flat]
-    return (
-        torch.stack(values).reshape(matrices.shape[:-2])
-        if values
-        else flat.new_zeros(matrices.shape[:-2])
-    )
 
 
 def gaussian_log_density(z: Tensor) -> Tensor:

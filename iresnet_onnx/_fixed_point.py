@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["FixedPoint", "FixedPointResult", "fixed_point", "solve"]
+__all__ = ["FixedPoint", "FixedPointResult", "fixed_point", "implicit_gradients", "solve"]
 
 
 class FixedPointResult(NamedTuple):
@@ -126,16 +126,32 @@ class FixedPoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_x: Tensor, *_: Any) -> tuple[Any, ...]:
         x, *phi = ctx.saved_tensors
-        needs_phi = ctx.needs_input_grad[5:]
-        with torch.enable_grad():
-            z = x.detach().requires_grad_()
-            leaves = [p.detach().requires_grad_(need) for p, need in zip(phi, needs_phi)]
-            gz = ctx.g(z, *leaves)
-            w = implicit_adjoint(gz, z, grad_x, *ctx.settings)
-            wanted = [leaf for leaf in leaves if leaf.requires_grad]
-            grads = iter(torch.autograd.grad(gz, wanted, -w, allow_unused=True) if wanted else ())
-        grad_phi = [next(grads) if need else None for need in needs_phi]
-        return (None, w if ctx.needs_input_grad[1] else None, None, None, None, *grad_phi)
+        grad_y, grad_phi = implicit_gradients(
+            ctx.g, x, grad_x, tuple(phi), ctx.settings, ctx.needs_input_grad[5:]
+        )
+        return (None, grad_y if ctx.needs_input_grad[1] else None, None, None, None, *grad_phi)
+
+
+def implicit_gradients(
+    g: Callable[..., Tensor],
+    x: Tensor,
+    grad_x: Tensor,
+    phi: tuple[Tensor, ...],
+    settings: tuple[int, float, float],
+    needs_phi: tuple[bool, ...] | None = None,
+) -> tuple[Tensor, list[Tensor | None]]:
+    """``(∂L/∂y, [∂L/∂φ…])`` at the solution ``x`` of x = y − g(x, *φ), given ∂L/∂x: w with
+    w = ∂L/∂x − J_gᵀw (:func:`implicit_adjoint`), then ∂L/∂y = w and ∂L/∂φ = −(∂g/∂φ)ᵀw (None
+    where ``needs_phi`` says no gradient is wanted)."""
+    needs_phi = tuple(needs_phi) if needs_phi is not None else (True,) * len(phi)
+    with torch.enable_grad():
+        z = x.detach().requires_grad_()
+        leaves = [p.detach().requires_grad_(need) for p, need in zip(phi, needs_phi)]
+        gz = g(z, *leaves)
+        w = implicit_adjoint(gz, z, grad_x, *settings)
+        wanted = [leaf for leaf in leaves if leaf.requires_grad]
+        grads = iter(torch.autograd.grad(gz, wanted, -w, allow_unused=True) if wanted else ())
+    return w, [next(grads) if need else None for need in needs_phi]
 
 
 def implicit_adjoint(

@@ -15,14 +15,14 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional
 
+from ._branch import Layer, apply_layers, make_layers
 from ._contraction import check_width
-from ._density import Layer, gaussian_log_density, layers_forward_and_log_det
+from ._density import gaussian_log_density, layers_forward_and_log_det
 from ._fixed_point import fixed_point
 from ._iresnet import check_invertible, iResNet, iResNetBlock
 from ._solver_settings import check_solver_options
-from ._structure import LinearStep, plan
+from ._structure import plan
 from .errors import ConvergenceWarning, UsageError, UsageTypeError
 
 __all__ = ["FrozenBlock", "FrozenIResNet", "freeze"]
@@ -65,16 +65,10 @@ class FrozenBlock(nn.Module):
                           self.HP["activation"], self.HP["bias"])  # fmt: skip
         for index, parameter in enumerate(parameters):
             self.register_buffer(f"parameter_{index}", parameter)
-        self.activation = getattr(nn, self.HP["activation"])()
         self._layers = self._build_layers()
 
     def _build_layers(self) -> list[Layer]:
-        parameters = iter(self.buffers())
-        return [
-            (next(parameters), next(parameters) if step.bias else None)
-            if isinstance(step, LinearStep) else self.activation
-            for step in self.steps
-        ]  # fmt: skip
+        return make_layers(self.steps, list(self.buffers()))
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "FrozenBlock":
         # .to(), .double(), .cuda() replace the buffers: the plain list of layers follows them
@@ -84,9 +78,7 @@ class FrozenBlock(nn.Module):
 
     def g(self, x: Tensor) -> Tensor:
         """g(x) with the folded weights."""
-        for layer in self._layers:
-            x = functional.linear(x, *layer) if isinstance(layer, tuple) else layer(x)
-        return x
+        return apply_layers(x, self._layers)
 
     def forward(self, x: Tensor) -> Tensor:
         check_width(x, self.input_size, "FrozenBlock")

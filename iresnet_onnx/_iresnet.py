@@ -18,11 +18,25 @@ from torch.nn import functional
 from ._contraction import LinearContraction, check_width
 from ._fixed_point import FixedPointResult, fixed_point
 from ._hyperparameters import BLOCK_HP, IRESNET_HP, block_hp, iresnet_hp
-from ._solver_settings import MAXITER_LIMIT, check_solver_options
+from ._ops import block_inverse as block_inverse_op
+from ._solver_settings import MAXITER_LIMIT, check_solver_options, maxiter_cap
 from ._structure import LinearStep, plan
 from .errors import ConvergenceWarning, UsageError
 
 __all__ = ["check_invertible", "iResNet", "iResNetBlock"]
+
+_LEGACY_EXPORTER = (
+    "iResNetBlock.inverse cannot be traced by torch.jit.trace or torch.onnx.export(dynamo=False): "
+    "the trace would unroll the fixed-point iteration to the example's step counts and give wrong "
+    "numbers for other inputs. Export with torch.onnx.export(..., dynamo=True, "
+    "custom_translation_table=iresnet_onnx.onnx_translation_table()), which keeps the Loop"
+)
+
+
+def _checks_values() -> bool:
+    """Whether to look at values (finiteness checks, recorded step counts, warnings): always,
+    except while torch traces the model, where a value is symbolic and a branch on it fails."""
+    return torch.jit.is_scripting() or not torch.compiler.is_compiling()
 
 
 def check_invertible(model: nn.Module, owner: str) -> None:
@@ -145,7 +159,7 @@ class iResNetBlock(nn.Module):
         taken and the final residual (converged ⇔ residual ≤ atol; NaN is not converged). Writes
         no state, never warns; options override the block's HP."""
         check_width(y, self.input_size, "iResNetBlock.inverse")
-        if not bool(torch.isfinite(y).all()):
+        if _checks_values() and not bool(torch.isfinite(y).all()):
             if torch.jit.is_scripting():
                 raise ValueError("iResNetBlock.inverse: the input contains NaN or Inf")
             raise UsageError("iResNetBlock.inverse: the input contains NaN or Inf")
@@ -170,6 +184,10 @@ class iResNetBlock(nn.Module):
                     f"atol, rtol ≥ 0; got maxiter={maxiter_}, atol={atol_}, rtol={rtol_}"
                 )
             return self._scripted_solve(y, maxiter_, atol_, rtol_)
+        if torch.jit.is_tracing():
+            raise UsageError(_LEGACY_EXPORTER)
+        if torch.compiler.is_compiling():
+            return self._traced_solve(y, maxiter_, atol_, rtol_)
         check_solver_options(maxiter, atol, rtol, "iResNetBlock.inverse")
         return self._eager_solve(y, maxiter_, atol_, rtol_)
 
@@ -179,6 +197,19 @@ class iResNetBlock(nn.Module):
             return self.g(x, list(parameters))
 
         return fixed_point(g, y, maxiter, atol, rtol, phi=tuple(self.g_parameters()))
+
+    @torch.jit.unused
+    def _traced_solve(self, y: Tensor, maxiter: Any, atol: Any, rtol: Any) -> tuple:
+        """The solve while torch traces the block: one custom op, with the implicit gradient
+        registered (see :mod:`iresnet_onnx._ops`). The settings may be 0-d tensors (graph
+        inputs of an exported inverse)."""
+        return block_inverse_op(
+            y, self.g_parameters(),
+            torch.as_tensor(maxiter, dtype=torch.int64),
+            torch.as_tensor(atol, dtype=y.dtype),
+            torch.as_tensor(rtol, dtype=y.dtype),
+            self.HP["variant"], self.HP["activation"], self.HP["bias"], maxiter_cap(self.maxiter),
+        )  # fmt: skip
 
     def _scripted_solve(
         self, y: Tensor, maxiter: int, atol: float, rtol: float
@@ -234,7 +265,10 @@ class iResNetBlock(nn.Module):
         return x
 
     def record(self, iterations: Tensor, residual: Tensor, atol: float) -> None:
-        """Keep an inverse's step count and residual in the buffers; warn if it missed atol."""
+        """Keep an inverse's step count and residual in the buffers; warn if it missed atol
+        (not while torch traces the block: a traced graph has no such side effects)."""
+        if not _checks_values():
+            return
         self.residual = residual.detach()
         self.iterations = iterations
         if not bool(residual <= atol):
@@ -320,7 +354,7 @@ class iResNet(nn.Module):
         """``(x, iterations, residual)`` of this call, the last two per block in block order
         (see :meth:`iResNetBlock.inverse_with_stats`)."""
         check_width(y, self.input_size, "iResNet.inverse")
-        if not bool(torch.isfinite(y).all()):
+        if _checks_values() and not bool(torch.isfinite(y).all()):
             if torch.jit.is_scripting():
                 raise ValueError("iResNet.inverse: the input contains NaN or Inf")
             raise UsageError("iResNet.inverse: the input contains NaN or Inf")

@@ -9,12 +9,20 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["MAXITER_LIMIT", "SOLVER_SETTINGS", "check_solver_options"]
+__all__ = ["MAXITER_LIMIT", "SOLVER_SETTINGS", "check_solver_options", "maxiter_cap"]
 
 MAXITER_LIMIT = 1_000_000
 """The most fixed-point steps any setting may ask for: a bound on the work of one call."""
 
 SOLVER_SETTINGS = ("maxiter", "atol", "rtol")
+
+MAXITER_CAP_FACTOR = 10
+
+
+def maxiter_cap(maxiter: int) -> int:
+    """The most steps per block an exported inverse runs, whatever maxiter a client passes it:
+    ten times the model's default, at least 1000."""
+    return max(1000, MAXITER_CAP_FACTOR * maxiter)
 
 
 def check_solver_options(maxiter: Any, atol: Any, rtol: Any, owner: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
+from torch.nn import functional
 
 from .errors import UsageError, UsageTypeError
 
@@ -28,8 +29,10 @@ __all__ = [
     "PowerIterationResult",
     "SpectralNorm",
     "power_iteration",
+    "singular_vectors",
     "spectral_norm",
     "start_vector",
+    "start_vector_branch_free",
 ]
 
 
@@ -73,6 +76,25 @@ def start_vector(A: Tensor, x0: Optional[Tensor] = None) -> Tensor:
     return cold_start(A)
 
 
+def start_vector_branch_free(A: Tensor, x0: Tensor) -> Tensor:
+    """:func:`start_vector` without Python branches on values, for graphs that torch traces
+    (torch.export, torch.compile): the same vector, chosen by ``torch.where``."""
+    T = tall_form(A)
+    norm = torch.linalg.vector_norm(x0)
+    usable = torch.isfinite(norm) & (norm > 0)
+    cold = functional.one_hot(torch.argmax(torch.linalg.vector_norm(T, dim=0)), T.shape[1])
+    return torch.where(usable, x0 / torch.where(usable, norm, 1.0), cold.to(A.dtype))
+
+
+def singular_vectors(A: Tensor, vector: Tensor) -> tuple[Tensor, Tensor]:
+    """``(u, v)`` of σ_max from the power iteration's final unit iterate of the tall form of A (the
+    left vector is zero where A is): what the derivative ∂σ/∂A = u vᵀ needs."""
+    Tx = tall_form(A) @ vector
+    norm = torch.linalg.vector_norm(Tx)
+    left = torch.where(norm > 0, Tx / torch.where(norm > 0, norm, 1.0), torch.zeros_like(Tx))
+    return (left, vector) if A.shape[0] >= A.shape[1] else (vector, left)
+
+
 def power_iteration(
     A: Tensor,
     x0: Optional[Tensor] = None,
@@ -111,8 +133,7 @@ def power_iteration(
             iterations += 1
 
         sigma_hat = torch.sqrt(lam)
-        left = torch.where(sigma_hat > 0, Tx / sigma_hat, torch.zeros_like(Tx))
-        u, v = (left, x) if A.shape[0] >= A.shape[1] else (x, left)
+        u, v = singular_vectors(A, x)
         return PowerIterationResult(scale * sigma_hat, u, v, x, iterations)
 
 

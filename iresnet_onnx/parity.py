@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from . import runtimes as rt
-from ._density import log_abs_det
 from ._iresnet import iResNet, iResNetBlock
 from ._layout import graph_file
+from ._ops import log_abs_det
 from ._report import ParityReport, ParityRow, load_or_note
 from ._tolerances import TOLERANCES, StepRule, compare
 from ._torch_session import EagerSession

@@ -86,7 +86,7 @@ def test_block_and_model_agree_and_sum():
 
 def test_log_abs_det_of_large_batches_is_right_with_two_threads():
     """torch 2.13's batched CPU slogdet is wrong above ~128×128 with 2 threads; ours is not."""
-    from iresnet_onnx._density import log_abs_det
+    from iresnet_onnx._ops import log_abs_det
 
     matrices = torch.randn(6, 160, 160, dtype=torch.float64) * 0.05 + torch.eye(160)
     expected = torch.stack([torch.linalg.slogdet(m)[1] for m in matrices])

@@ -9,8 +9,8 @@ import torch
 from torch.nn import functional
 
 from .._contraction import LinearContraction
-from .._density import log_abs_det
 from .._iresnet import iResNet
+from .._ops import log_abs_det
 
 __all__ = ["Baseline", "jacobian_log_prob", "scale_weights", "suite_model", "torch_threads"]
 

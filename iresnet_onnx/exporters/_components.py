@@ -33,9 +33,10 @@ __all__ = [
 
 
 def spectral_norm_component(
-    layers: int, size: int, atol: float, rtol: float, maxiter: int
+    layers: int, size: int, atol: float, rtol: float, maxiter: int, with_vector: bool = False
 ) -> Component:
-    """``SpectralNorm(T[L,M,N], x0[L,N]) -> σ[L,1,1]`` for ``layers`` tall matrices T (N = size).
+    """``SpectralNorm(T[L,M,N], x0[L,N]) -> σ[L,1,1]`` for ``layers`` tall matrices T (N = size);
+    ``with_vector`` also returns the final unit iterates ``[L,N,1]`` (the next warm start).
 
     The algorithm of ``spectral.power_iteration``, batched: every layer stops on its own test (a
     converged layer's iterate is frozen by ``Where``), the Loop stops when none is left. The test
@@ -74,7 +75,7 @@ def spectral_norm_component(
             return keep_going, [x, z, lam, excess]
 
         dtype = ops.dtype
-        _, _, lam, _ = ops.loop(
+        x, _, lam, _ = ops.loop(
             "power_iteration",
             ops.const(maxiter, INT64),
             ops.const(True, BOOL),
@@ -86,10 +87,11 @@ def spectral_norm_component(
             },
             iterate,
         )
-        return ops.Mul(scale, ops.Sqrt(lam))
+        sigma = ops.Mul(scale, ops.Sqrt(lam))
+        return (sigma, x) if with_vector else sigma
 
     return Component(
-        "SpectralNorm", ("T", "x0"), body,
+        "SpectralNorm", ("T", "x0"), body, outputs=2 if with_vector else 1,
         doc="σ = ‖T‖₂ of a stack of tall matrices by power iteration on T̂ᵀT̂, T̂ = T/max|T|; "
         f"stops when ‖T̂ᵀT̂x − λx‖ ≤ {rtol:g}·λ + {atol:g} or after {maxiter} updates.",
     )  # fmt: skip

@@ -15,7 +15,7 @@ from .._structure import ACTIVATIONS, LinearStep, Step, lemma_matrix
 from ._builder import INT64, Component, Ops
 from ._components import activation, bottleneck_inputs
 
-__all__ = ["OnnxMath", "block_density_component"]
+__all__ = ["OnnxMath", "block_density_component", "log_det_unit_plus"]
 
 
 class OnnxMath:
@@ -81,7 +81,7 @@ class OnnxMath:
                        ops.Unsqueeze(d, ops.const([2], INT64)))  # fmt: skip
 
 
-def _log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
+def log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
     """log det(I + S) for a batch S[B, k, k] with ‖S‖₂ < 1, by an unrolled LU without pivoting.
 
     Every leading principal submatrix of I + S is I + (a submatrix of S), of norm < 1, hence
@@ -131,7 +131,7 @@ def block_density_component(
                 derivatives.append(ACTIVATIONS[step.name].derivative(math, h))
                 h = activation(ops, step.name, h)
         small = lemma_matrix(variant, math, matrices, derivatives, width, hidden)
-        return ops.Add(x, h), _log_det_unit_plus(ops, small, min(hidden, width))
+        return ops.Add(x, h), log_det_unit_plus(ops, small, min(hidden, width))
 
     return Component(
         "BlockDensity", ("x", *bottleneck_inputs(steps)), body,

@@ -12,15 +12,13 @@ import torch
 
 from .._contraction import LinearContraction
 from .._iresnet import check_invertible, iResNet, iResNetBlock
-from .._solver_settings import check_solver_options
+from .._solver_settings import check_solver_options, maxiter_cap
 from .._spectral import start_vector
 from .._structure import Step, lipschitz_bound, plan
 from ..errors import UsageError, UsageTypeError
 
 __all__ = ["LayerSpec", "ModelSpec", "fixed_steps", "model_spec", "with_solver_defaults"]
 
-MAXITER_CAP_FACTOR = 10
-"""inverse.onnx clips a client's maxiter to this many times the model's (at least 1000)."""
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
@@ -75,7 +73,7 @@ class ModelSpec:
     @property
     def maxiter_cap(self) -> int:
         """The most steps a client may ask of inverse.onnx per block (maxiter is clipped to it)."""
-        return max(1000, MAXITER_CAP_FACTOR * self.maxiter)
+        return maxiter_cap(self.maxiter)
 
     @property
     def nblocks(self) -> int:
