@@ -7,13 +7,15 @@
 ``onnx-portable/``              portable one (no Loop at all, plus .ort files), each with its
                                 forward/inverse/density.onnx, golden vectors, model.pt, manifest
 ``report.md``, ``report.json``  training, parity tables per runtime, latency table
-``demo.png``                    the data, its latent space f(x), samples drawn by running
-                                inverse.onnx on onnxruntime, and the training curve
+``demo.png``                    the data, the learned density, its latent space f(x), samples drawn
+                                by running inverse.onnx on onnxruntime, and the training curve
 
 The folder is written whole or not at all: a failed or interrupted demo leaves the previous one.
+Progress goes to the ``iresnet_onnx.demo`` logger, one line per step.
 """
 
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -26,9 +28,15 @@ from . import runtimes as rt
 from ._atomic import atomic_directory, check_replaceable
 from ._checkpoint import save_checkpoint
 from ._data import two_moons
-from ._export import export
+from ._demo_plot import GAUSSIAN_2D_INSIDE, inside_circles, plot
+from ._export import ExportResult, export
+from ._layout import CHECKPOINT
 from ._training import train_flow
 from .bench import bench_export, format_table, machine, rows_to_dicts
+
+__all__ = ["OUTPUTS", "run_demo"]
+
+log = logging.getLogger("iresnet_onnx.demo")
 
 DEMO_HP = {
     "nblocks": 10,
@@ -36,102 +44,67 @@ DEMO_HP = {
 }
 DEMO_LR = 1e-2
 SAMPLES_TO_DRAW = 3000
-
-
-def _step(index: int, total: int, started: float, text: str) -> None:
-    print(f"[{index}/{total} {time.perf_counter() - started:4.0f} s] {text}", flush=True)
-
-
 REPORT_NAME = "report.json"
+STEPS = 6
+OUTPUTS = (
+    (CHECKPOINT, "trained checkpoint"),
+    ("onnx/", "loop-mode export (forward/inverse/density.onnx, model.pt, manifest.json)"),
+    ("onnx-folded/", "folded-mode export"),
+    ("onnx-portable/", "portable export: no Loop (runs on tract too), .ort files"),
+    ("report.md", "parity and latency tables"),
+    ("report.json", "the same, as data"),
+    ("demo.png", "data, learned density, latent space, samples, training curve"),
+)
+"""What the demo writes, with a line each (the command line lists them when it is done)."""
+
+
+class _Steps:
+    """Numbered progress lines with the time since the start."""
+
+    def __init__(self) -> None:
+        self.started, self.index = time.perf_counter(), 0
+
+    def __call__(self, text: str) -> None:
+        self.index += 1
+        elapsed = time.perf_counter() - self.started
+        log.info("[%d/%d %4.0f s] %s", self.index, STEPS, elapsed, text)
 
 
 def run_demo(out: Path, *, epochs: int = 40, samples: int = 4096, seed: int = 0) -> dict[str, Any]:
     """Run the main job into ``out`` (replaced whole at the end, if it is a previous demo output)."""
     check_replaceable(out, REPORT_NAME)
     with atomic_directory(out, REPORT_NAME) as folder:
-        summary = _run(folder, epochs=epochs, samples=samples, seed=seed)
-    print(f"\ndone in {summary['seconds']:.0f} s. Everything is in {out}/:")
-    for name, what in (
-        ("model.pt", "trained checkpoint"),
-        ("onnx/", "loop-mode export (forward/inverse/density.onnx, model.pt, manifest.json)"),
-        ("onnx-folded/", "folded-mode export"),
-        ("onnx-portable/", "portable export: no Loop (runs on tract too), .ort files"),
-        ("report.md", "parity and latency tables"),
-        ("report.json", "the same, as data"),
-        ("demo.png", "data, learned density, latent space, samples, training curve"),
-    ):
-        print(f"  {out / name}  {what}")
-    return summary
+        return _run(folder, epochs=epochs, samples=samples, seed=seed)
 
 
 def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
-    started = time.perf_counter()
-    total = 6
-
-    _step(1, total, started, f"data: {samples} two-moons samples")
+    step = _Steps()
+    step(f"data: {samples} two-moons samples")
     data = two_moons(samples, seed=seed)
     np.save(out / "data.npy", data)
-
-    _step(
-        2, total, started, f"training a {DEMO_HP['nblocks']}-block iResNet flow for {epochs} epochs"
-    )
+    step(f"training a {DEMO_HP['nblocks']}-block iResNet flow for {epochs} epochs")
     trained = train_flow(data, hp=DEMO_HP, epochs=epochs, lr=DEMO_LR, seed=seed)
-    model = trained.model
-    save_checkpoint(model, out / "model.pt")
-
-    names = [name for name in rt.available() if not name.startswith("torch:")]
-    with_loop = [name for name in names if not name.startswith("tract:")]  # tract has no Loop
-    _step(3, total, started, "exporting forward/inverse/density.onnx three ways, each validated against "
-                    f"eager PyTorch: loop and folded spectral norm on {', '.join(with_loop)}; "
-                    f"portable (no Loop, also .ort) on {', '.join(names)}")  # fmt: skip
-    # export() raises ParityError on a miss, so reaching step 4 means every row passed
-    exports = {
-        mode: export(model, out / folder, runtimes=runtimes, **options)
-        for mode, folder, runtimes, options in (
-            ("loop", "onnx", with_loop, {}),
-            ("folded", "onnx-folded", with_loop, {"spectral_norm": "folded"}),
-            ("portable", "onnx-portable", names,
-             {"spectral_norm": "folded", "inverse": "fixed", "ort_format": True}),
-        )
-    }  # fmt: skip
+    save_checkpoint(trained.model, out / CHECKPOINT)
+    exports = _exports(trained.model, out, step)
     reports = {mode: result.report for mode, result in exports.items()}
-    _step(4, total, started, "parity: " + ", ".join(
+    step("parity: " + ", ".join(
         f"{mode} {len(report.rows)} rows passed" for mode, report in reports.items()
     ))  # fmt: skip
-
-    _step(
-        5,
-        total,
-        started,
-        "latency: eager PyTorch vs each runtime (median of blocks in rounds, 2 threads)",
-    )
+    step("latency: eager PyTorch vs each runtime (median of blocks in rounds, 2 threads)")
     # the loop-mode export on the runtimes that run Loops, the portable one on all (tract too)
     bench = {
         mode: bench_export(exports[mode].out_dir, batches=(1, 1024), repeats=10, progress=True)
         for mode in ("loop", "portable")
     }
-
-    _step(
-        6,
-        total,
-        started,
-        "sampling (inverse.onnx), the learned density (density.onnx), the picture",
-    )
-    forward = rt.load(exports["loop"].forward)
-    inverse = rt.load(exports["loop"].inverse)
-    latent = forward.run(data)
-    prior = np.random.default_rng(seed + 1).standard_normal((SAMPLES_TO_DRAW, 2)).astype(np.float32)
-    generated = inverse.run_all(prior)
-    grid = _density_grid(rt.load(exports["loop"].density))
-    picture = _plot(out / "demo.png", data, latent, generated["x"], trained.losses, grid)
-
-    seconds = time.perf_counter() - started
+    step("sampling (inverse.onnx), the learned density (density.onnx), the picture")
+    pictures = _sample_and_plot(out, data, exports["loop"], trained.losses, seed)
     summary = {
         "version": __version__,
         "machine": {**machine(), "platform": platform.platform()},
-        "seconds": round(seconds, 1),
+        "seconds": round(time.perf_counter() - step.started, 1),
         "training": {
-            "hp": model.HP, "epochs": epochs, "lr": DEMO_LR, "seconds": round(trained.seconds, 1),
+            "hp": trained.model.HP, "epochs": epochs, "lr": DEMO_LR,
+            "seconds": round(trained.seconds, 1),
             "nll_first": trained.losses[0], "nll_last": trained.losses[-1],
         },
         "exports": {
@@ -140,6 +113,43 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
         },
         "parity": {mode: report.to_dict() for mode, report in reports.items()},
         "bench": {mode: rows_to_dicts(rows) for mode, rows in bench.items()},
+        **pictures,
+    }  # fmt: skip
+    (out / REPORT_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "report.md").write_text(_markdown(summary, reports, bench))
+    return summary
+
+
+def _exports(model: Any, out: Path, step: _Steps) -> dict[str, ExportResult]:
+    """The three export folders, each validated on every runtime that runs it (export() raises
+    ParityError on a miss, so returning means every row passed)."""
+    names = [name for name in rt.available() if not name.startswith("torch:")]
+    with_loop = [name for name in names if not name.startswith("tract:")]  # tract has no Loop
+    step("exporting forward/inverse/density.onnx three ways, each validated against eager "
+         f"PyTorch: loop and folded spectral norm on {', '.join(with_loop)}; portable (no Loop, "
+         f"also .ort) on {', '.join(names)}")  # fmt: skip
+    return {
+        mode: export(model, out / folder, runtimes=runtimes, **options)
+        for mode, folder, runtimes, options in (
+            ("loop", "onnx", with_loop, {}),
+            ("folded", "onnx-folded", with_loop, {"spectral_norm": "folded"}),
+            ("portable", "onnx-portable", names,
+             {"spectral_norm": "folded", "inverse": "fixed", "ort_format": True}),
+        )
+    }  # fmt: skip
+
+
+def _sample_and_plot(
+    out: Path, data: np.ndarray, exported: ExportResult, losses: list[float], seed: int
+) -> dict[str, Any]:
+    """Samples from inverse.onnx, the density from density.onnx on a grid, the latent from
+    forward.onnx — the deployed graphs, not PyTorch — and the picture of them."""
+    latent = rt.load(exported.forward).run(data)
+    prior = np.random.default_rng(seed + 1).standard_normal((SAMPLES_TO_DRAW, 2)).astype(np.float32)
+    generated = rt.load(exported.inverse).run_all(prior)
+    grid = density_grid(rt.load(exported.density))
+    picture = plot(out / "demo.png", data, latent, generated["x"], losses, grid)
+    return {
         "sampling": {
             "samples": SAMPLES_TO_DRAW,
             "inverse_steps_per_block": generated["iterations"].tolist(),
@@ -147,11 +157,9 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
         },
         "picture": picture.name,
         "density_grid": {"mass_inside": float(grid[2].sum() * grid[3] ** 2)},
-        "latent_inside_circles": _inside_circles(latent),
-    }  # fmt: skip
-    (out / REPORT_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (out / "report.md").write_text(_markdown(summary, reports, bench))
-    return summary
+        "latent_inside_circles": inside_circles(latent),
+        "gaussian_inside_circles": {f"r<{r}": share for r, share in GAUSSIAN_2D_INSIDE.items()},
+    }
 
 
 def _markdown(summary: dict[str, Any], reports: dict[str, parity.ParityReport], bench: dict) -> str:
@@ -194,20 +202,11 @@ def _markdown(summary: dict[str, Any], reports: dict[str, parity.ParityReport], 
     return "\n".join(parts)
 
 
-GAUSSIAN_2D_INSIDE = {1: 1 - np.exp(-0.5), 2: 1 - np.exp(-2.0), 3: 1 - np.exp(-4.5)}
-"""Share of a 2-D standard normal inside radius r: 1 − exp(−r²/2) (39 %, 86 %, 99 %)."""
-
-
-def _inside_circles(latent: np.ndarray) -> dict[str, float]:
-    radius = np.linalg.norm(latent, axis=1)
-    return {f"r<{r}": float((radius < r).mean()) for r in GAUSSIAN_2D_INSIDE}
-
-
 GRID = 241
 """Points per axis of the density grid over [−3.5, 3.5]² (58k rows through density.onnx)."""
 
 
-def _density_grid(density: rt.Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def density_grid(density: rt.Session) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(x₁, x₂, p(x), spacing) on a grid, p from density.onnx: what the flow learned."""
     axis = np.linspace(-3.5, 3.5, GRID, dtype=np.float32)
     x1, x2 = np.meshgrid(axis, axis)
@@ -216,91 +215,3 @@ def _density_grid(density: rt.Session) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return x1, x2, np.exp(log_prob).reshape(x1.shape), float(axis[1] - axis[0])
 
 
-def _plot(
-    path: Path,
-    data: np.ndarray,
-    latent: np.ndarray,
-    samples: np.ndarray,
-    losses: list[float],
-    grid: tuple[np.ndarray, np.ndarray, np.ndarray, float],
-) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(2, 3, figsize=(16, 10.5))
-    (data_ax, density_ax, latent_ax), (samples_ax, loss_ax, text_ax) = axes
-    style = {"s": 2, "alpha": 0.5}
-    note = {"fontsize": 9, "ha": "center", "va": "top"}
-
-    def caption(ax, text: str) -> None:
-        ax.text(0.5, -0.13, text, transform=ax.transAxes, **note)
-
-    data_ax.scatter(data[:, 0], data[:, 1], color="tab:blue", **style)
-    data_ax.set_title("1. training data x (two moons)")
-    caption(data_ax, "what the flow learns from")
-
-    x1, x2, p, spacing = grid
-    image = density_ax.pcolormesh(x1, x2, p, cmap="viridis", shading="auto")
-    figure.colorbar(image, ax=density_ax, fraction=0.046, pad=0.04, label="p(x)")
-    density_ax.set_title("2. learned density p(x)  (density.onnx)")
-    caption(density_ax, f"good: bright where panel 1 has points, dark elsewhere\n"
-            f"(the grid holds {p.sum() * spacing**2:.0%} of the probability mass)")  # fmt: skip
-
-    latent_ax.scatter(latent[:, 0], latent[:, 1], color="tab:orange", **style)
-    circle = np.linspace(0, 2 * np.pi, 200)
-    inside = _inside_circles(latent)
-    for radius in GAUSSIAN_2D_INSIDE:
-        latent_ax.plot(radius * np.cos(circle), radius * np.sin(circle), color="gray", lw=0.7)
-        latent_ax.text(0, radius + 0.05, f"r={radius}", ha="center", va="bottom", fontsize=8,
-                       color="dimgray")  # fmt: skip
-    shares = "\n".join(
-        f"inside r={radius}: {inside[f'r<{radius}']:.0%} (ideal {share:.0%})"
-        for radius, share in GAUSSIAN_2D_INSIDE.items()
-    )
-    latent_ax.text(
-        0.02, 0.98, shares, transform=latent_ax.transAxes, va="top", ha="left", fontsize=8,
-        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "lightgray"},
-    )  # fmt: skip
-    latent_ax.set_title("3. the data mapped to z = f(x)  (forward.onnx)")
-    caption(latent_ax, "good: a round, even cloud like N(0, I), the shares inside the circles\n"
-            "near the ideal (streaks and gaps: mass the flow has not spread out)")  # fmt: skip
-
-    samples_ax.scatter(samples[:, 0], samples[:, 1], color="tab:green", **style)
-    samples_ax.set_title("4. new samples x = f⁻¹(z), z ~ N(0, I)  (inverse.onnx)")
-    caption(samples_ax, "good: looks like panel 1 (points between the\nmoons are the flow's error)")
-
-    for ax, (xlabel, ylabel) in zip(
-        (data_ax, density_ax, latent_ax, samples_ax),
-        (("x₁", "x₂"), ("x₁", "x₂"), ("z₁", "z₂"), ("x₁", "x₂")),
-    ):
-        ax.set_aspect("equal")
-        ax.set_xlim(-3.5, 3.5)
-        ax.set_ylim(-3.5, 3.5)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-
-    loss_ax.plot(np.arange(1, len(losses) + 1), losses, color="tab:red")
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("negative log-likelihood (nats)")
-    loss_ax.set_title("5. training: lower is better")
-    caption(loss_ax, "good: falls, then flattens")
-
-    text_ax.axis("off")
-    text_ax.text(
-        0.0, 1.0,
-        "How to read this\n\n"
-        "An invertible residual network f learns to map the\n"
-        "data (1) to a standard normal cloud (3). Because f is\n"
-        "invertible, running it backwards turns random normal\n"
-        "points into new data (4), and the change-of-variables\n"
-        "formula gives the density of any point (2).\n\n"
-        "Panels 2–4 come from the exported ONNX graphs run by\n"
-        "onnxruntime, not from PyTorch: the deployed model.",
-        va="top", ha="left", fontsize=11, transform=text_ax.transAxes,
-    )  # fmt: skip
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path

@@ -12,85 +12,20 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional
 
-from ._branch import Layer
+from ._branch import Layer, TorchMath, activation_derivative
 from ._contraction import LinearContraction
 from ._ops import log_abs_det, unit_plus_log_det
-from ._structure import ACTIVATIONS, lemma_matrix
+from ._structure import lemma_matrix
 
 __all__ = [
-    "TorchMath",
-    "activation_derivative",
     "forward_and_log_det",
     "gaussian_log_density",
     "layers_forward_and_log_det",
     "log_abs_det",
 ]
-
-
-class TorchMath:
-    """The :class:`~iresnet_onnx._structure.Math` vocabulary in torch (differentiable). Python
-    floats in ``where`` become tensors of ``like``'s dtype: torch would make them float32, and
-    0.01 in float32 is not 0.01 in a float64 model."""
-
-    exp, sigmoid, tanh, abs = (
-        staticmethod(f) for f in (torch.exp, torch.sigmoid, torch.tanh, torch.abs)
-    )
-    ones_like, matmul = staticmethod(torch.ones_like), staticmethod(torch.matmul)
-
-    def __init__(self, like: Tensor):
-        self.like = like
-
-    def where(self, condition: Tensor, a: Any, b: Any) -> Tensor:
-        def tensor(value: Any) -> Tensor:
-            if isinstance(value, Tensor):
-                return value
-            return torch.tensor(value, dtype=self.like.dtype, device=self.like.device)
-
-        return torch.where(condition, tensor(a), tensor(b))
-
-    @staticmethod
-    def greater(u: Tensor, c: float) -> Tensor:
-        return u > c
-
-    @staticmethod
-    def less(u: Tensor, c: float) -> Tensor:
-        return u < c
-
-    @staticmethod
-    def both(a: Tensor, b: Tensor) -> Tensor:
-        return a & b
-
-    @staticmethod
-    def add(a: Any, b: Any) -> Tensor:
-        return a + b
-
-    @staticmethod
-    def sub(a: Any, b: Any) -> Tensor:
-        return a - b
-
-    @staticmethod
-    def mul(a: Any, b: Any) -> Tensor:
-        return a * b
-
-    @staticmethod
-    def div(a: Any, b: Any) -> Tensor:
-        return a / b
-
-    @staticmethod
-    def scale_columns(matrix: Tensor, d: Tensor) -> Tensor:
-        return matrix * d.unsqueeze(-2)
-
-    @staticmethod
-    def scale_rows(matrix: Tensor, d: Tensor) -> Tensor:
-        return d.unsqueeze(-1) * matrix
-
-
-def activation_derivative(activation: nn.Module, u: Tensor) -> Tensor:
-    """ϕ′(u) elementwise for an activation module the package allows (see the table)."""
-    return ACTIVATIONS[type(activation).__name__].derivative(TorchMath(u), u)
 
 
 def forward_and_log_det(block: Any, x: Tensor) -> tuple[Tensor, Tensor]:

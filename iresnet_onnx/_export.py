@@ -89,6 +89,7 @@ def export(
     maxiter: int | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    exporter: str = "iresnet_onnx",
 ) -> ExportResult:
     """Export an ``iResNet`` or ``iResNetBlock`` to the folder ``out_dir``.
 
@@ -109,11 +110,15 @@ def export(
 
     ``maxiter``, ``atol``, ``rtol`` replace the model's solver defaults in ``inverse.onnx`` (and in
     the folder's checkpoint, so that the folder stays consistent); the model passed in is untouched.
+
+    ``exporter="torch"`` writes the same folder through ``torch.onnx.export(..., dynamo=True)`` and
+    :func:`iresnet_onnx.onnx_translation_table` (loop inverse, plain nodes): a cross-check of the
+    package's own exporter, from the same component definitions.
     """
     started = time.perf_counter()
     options = ExportOptions(
         opset=opset, spectral_norm=spectral_norm, steps_per_check=steps_per_check,
-        inverse=inverse, functions=functions, input_radius=input_radius,
+        inverse=inverse, functions=functions, input_radius=input_radius, exporter=exporter,
     )  # fmt: skip
     out_dir = Path(out_dir)
     check_replaceable(out_dir, MANIFEST)  # before any work; never someone else's folder
@@ -122,7 +127,7 @@ def export(
         model = with_solver_defaults(model, maxiter=maxiter, atol=atol, rtol=rtol)
 
     spec = model_spec(model)
-    graphs = build_graphs(spec, options)
+    graphs = build_graphs(spec, options, model)
     with atomic_directory(out_dir, MANIFEST) as folder:
         paths = _write_graphs(folder, graphs, ort_format)
         paths["checkpoint"] = save_checkpoint(model, folder / CHECKPOINT)
@@ -201,6 +206,7 @@ def _manifest_content(
         "spectral_norm": options.spectral_norm,
         "inverse": options.inverse,
         "functions": options.functions,
+        "exporter": options.exporter,
         "steps_per_check": None if fixed else options.steps_per_check,
         "fixed_steps": list(fixed_steps(spec, options.input_radius)) if fixed else None,
         "maxiter_cap": spec.maxiter_cap,

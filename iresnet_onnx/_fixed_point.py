@@ -23,7 +23,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["FixedPoint", "FixedPointResult", "fixed_point", "implicit_gradients", "solve"]
+__all__ = [
+    "FixedPoint",
+    "FixedPointResult",
+    "adjoint_solve",
+    "fixed_point",
+    "implicit_gradients",
+    "solve",
+]
 
 
 class FixedPointResult(NamedTuple):
@@ -141,28 +148,29 @@ def implicit_gradients(
     needs_phi: tuple[bool, ...] | None = None,
 ) -> tuple[Tensor, list[Tensor | None]]:
     """``(∂L/∂y, [∂L/∂φ…])`` at the solution ``x`` of x = y − g(x, *φ), given ∂L/∂x: w with
-    w = ∂L/∂x − J_gᵀw (:func:`implicit_adjoint`), then ∂L/∂y = w and ∂L/∂φ = −(∂g/∂φ)ᵀw (None
-    where ``needs_phi`` says no gradient is wanted)."""
+    w = ∂L/∂x − J_gᵀw (:func:`adjoint_solve`, J_gᵀw by autograd), then ∂L/∂y = w and
+    ∂L/∂φ = −(∂g/∂φ)ᵀw (None where ``needs_phi`` says no gradient is wanted)."""
     needs_phi = tuple(needs_phi) if needs_phi is not None else (True,) * len(phi)
     with torch.enable_grad():
         z = x.detach().requires_grad_()
         leaves = [p.detach().requires_grad_(need) for p, need in zip(phi, needs_phi)]
         gz = g(z, *leaves)
-        w = implicit_adjoint(gz, z, grad_x, *settings)
+        w = adjoint_solve(
+            lambda w: torch.autograd.grad(gz, z, w, retain_graph=True)[0], grad_x, *settings
+        )
         wanted = [leaf for leaf in leaves if leaf.requires_grad]
         grads = iter(torch.autograd.grad(gz, wanted, -w, allow_unused=True) if wanted else ())
     return w, [next(grads) if need else None for need in needs_phi]
 
 
-def implicit_adjoint(
-    gz: Tensor, z: Tensor, u: Tensor, maxiter: int, atol: float, rtol: float
+def adjoint_solve(
+    vjp: Callable[[Tensor], Tensor], u: Tensor, maxiter: int, atol: float, rtol: float
 ) -> Tensor:
-    """w with w = u − J_gᵀw at the solution (``gz = g(z)`` recorded with autograd), by fixed-point
-    iteration with vector-Jacobian products; the stopping rule of the forward solve, batch-wide."""
+    """w with w = u − J_gᵀw at the solution (``vjp(w) = J_gᵀw``), by fixed-point iteration — a
+    contraction like the forward solve; its stopping rule, batch-wide."""
     w = u
     for _ in range(maxiter):
-        (vjp,) = torch.autograd.grad(gz, z, w, retain_graph=True)
-        w_next = u - vjp
+        w_next = u - vjp(w)
         done = bool((w_next - w).abs().max() <= atol + rtol * w.abs().max())
         w = w_next
         if done:

@@ -21,7 +21,8 @@ from ._contraction import check_width
 from ._density import gaussian_log_density, layers_forward_and_log_det
 from ._fixed_point import fixed_point
 from ._iresnet import check_invertible, iResNet, iResNetBlock
-from ._solver_settings import check_solver_options
+from ._ops import block_inverse as block_inverse_op
+from ._solver_settings import check_solver_options, maxiter_cap
 from ._structure import plan
 from .errors import ConvergenceWarning, UsageError, UsageTypeError
 
@@ -102,6 +103,14 @@ class FrozenBlock(nn.Module):
 
     def _solve(self, y: Tensor, maxiter: Optional[int], atol: Optional[float],
                rtol: Optional[float]) -> Any:  # fmt: skip
+        if torch.compiler.is_compiling():  # one op that torch.export keeps whole (see _ops)
+            return block_inverse_op(
+                y, list(self.buffers()),
+                torch.as_tensor(self.maxiter if maxiter is None else maxiter, dtype=torch.int64),
+                torch.as_tensor(self.atol if atol is None else atol, dtype=y.dtype),
+                torch.as_tensor(self.rtol if rtol is None else rtol, dtype=y.dtype),
+                self.variant, self.HP["activation"], self.HP["bias"], maxiter_cap(self.maxiter),
+            )  # fmt: skip
         check_solver_options(maxiter, atol, rtol, "FrozenBlock.inverse")
         return fixed_point(
             lambda x: self.g(x), y,
@@ -174,11 +183,13 @@ class FrozenIResNet(nn.Module):
 
 
 def _check_finite(y: Tensor, owner: str) -> None:
-    if not bool(torch.isfinite(y).all()):
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(y).all()):
         raise UsageError(f"{owner}: the input contains NaN or Inf")
 
 
 def _warn_unless_converged(steps: Any, residuals: Any, atols: list[float]) -> None:
+    if torch.compiler.is_compiling():  # values are symbolic while torch traces the model
+        return
     for index, (k, residual, atol) in enumerate(zip(steps, residuals, atols)):
         if not bool(residual <= atol):
             warnings.warn(

@@ -20,8 +20,8 @@ real ONNX ``Loop`` graphs (:mod:`.exporters._translations`).
 import torch
 from torch import Tensor
 
-from ._branch import apply_layers, make_layers
-from ._fixed_point import implicit_gradients, solve
+from ._branch import apply_layers, linearize, make_layers
+from ._fixed_point import adjoint_solve, solve
 from ._spectral import power_iteration, singular_vectors
 from ._structure import plan
 
@@ -77,11 +77,10 @@ def _spectral_norm_backward(ctx, grad_sigma: Tensor, _grad_vector: Tensor):
 spectral_norm.register_autograd(_spectral_norm_backward, setup_context=_spectral_norm_setup)
 
 
-def _g(variant: str, activation: str, bias: bool, y: Tensor, parameters: list[Tensor]):
-    """g(x, *parameters) of a block whose structure the op's arguments name."""
+def _layers(variant: str, activation: str, bias: bool, width: int, parameters: list[Tensor]):
+    """The layers of the block whose structure the op's arguments name."""
     hidden = parameters[0].shape[0]  # the first linear step maps n → hidden in both variants
-    steps = plan(variant, y.shape[-1], hidden, activation, bias)
-    return lambda x, *phi: apply_layers(x, make_layers(steps, phi))
+    return make_layers(plan(variant, width, hidden, activation, bias), parameters)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::block_inverse", mutates_args=())
@@ -99,8 +98,8 @@ def block_inverse(
     """``(x, iterations, residual)`` with x + g(x) = y for the block g whose A′ and biases are
     ``parameters`` (see :func:`._fixed_point.solve`). ``maxiter_cap`` bounds the exported graph's
     work whatever maxiter a client passes it; eager takes maxiter as given."""
-    g = _g(variant, activation, bias, y, parameters)
-    result = solve(lambda x: g(x, *parameters), y, int(maxiter), float(atol), float(rtol))
+    layers = _layers(variant, activation, bias, y.shape[-1], parameters)
+    result = solve(lambda x: apply_layers(x, layers), y, int(maxiter), float(atol), float(rtol))
     x = result.x if result.x.data_ptr() != y.data_ptr() else result.x.clone()
     return x, result.iterations, result.residual
 
@@ -122,12 +121,14 @@ def block_inverse_backward(
     activation: str,
     bias: bool,
 ) -> list[Tensor]:
-    """``[∂L/∂y, ∂L/∂parameters…]`` by the implicit function theorem at the solution ``x``."""
-    g = _g(variant, activation, bias, x, parameters)
-    grad_y, grad_parameters = implicit_gradients(
-        g, x, grad_x, tuple(parameters), (int(maxiter), float(atol), float(rtol))
-    )
-    return [grad_y, *(torch.zeros_like(p) if d is None else d for p, d in zip(parameters, grad_parameters))]
+    """``[∂L/∂y, ∂L/∂parameters…]`` by the implicit function theorem at the solution ``x``,
+    with g's vector-Jacobian products written out (:func:`._branch.linearize`): a kernel runs
+    below autograd, where autograd would record nothing."""
+    layers = _layers(variant, activation, bias, x.shape[-1], parameters)
+    flat_x, flat_grad = x.reshape(-1, x.shape[-1]), grad_x.reshape(-1, x.shape[-1])
+    vjp_x, vjp_parameters = linearize(layers, flat_x)
+    w = adjoint_solve(vjp_x, flat_grad, int(maxiter), float(atol), float(rtol))
+    return [w.reshape(grad_x.shape), *(-grad for grad in vjp_parameters(w))]
 
 
 @block_inverse_backward.register_fake

@@ -104,6 +104,11 @@ def _export(command: Command) -> None:
         help="fixed-point steps per convergence test in inverse.onnx (default 8: fast; 1 stops "
         "every row exactly where eager PyTorch does, up to K-1 steps earlier)",
     )  # fmt: skip
+    export.add_argument(
+        "--exporter",
+        help="who writes the graphs: iresnet_onnx (the default) or torch (torch.onnx.export with "
+        "the custom ops' translations: the same Loops; a cross-check)",
+    )  # fmt: skip
     export.add_argument("--no-validate", action="store_true", help="skip the parity check")
     for name, kind in (("maxiter", positive_int), ("atol", non_negative_float),
                        ("rtol", non_negative_float)):  # fmt: skip

@@ -8,6 +8,8 @@ into the three graphs (``_assembly``); whether they are well-formed: structural 
 one level up, in :mod:`iresnet_onnx._export`.
 """
 
+from typing import Any
+
 import onnx
 
 from ..graphs import GRAPHS
@@ -31,13 +33,22 @@ __all__ = [
 _BUILDERS = {"forward": build_forward, "inverse": build_inverse, "density": build_density}
 
 
-def build_graphs(spec: ModelSpec, options: ExportOptions) -> dict[str, onnx.ModelProto]:
-    """One proto per graph of :data:`iresnet_onnx.graphs.GRAPHS`, each through ONNX's full checker
-    and strict shape inference (and, for float64, onnxruntime's kernel check): an
-    :class:`~iresnet_onnx.errors.ExportError` otherwise."""
+def build_graphs(
+    spec: ModelSpec, options: ExportOptions, model: Any = None
+) -> dict[str, onnx.ModelProto]:
+    """One proto per graph of :data:`iresnet_onnx.graphs.GRAPHS` — by the package's exporter from
+    ``spec``, or by ``torch.onnx.export`` from ``model`` (``options.exporter``) —, each through
+    ONNX's full checker and strict shape inference against the graph table (and, for float64,
+    onnxruntime's kernel check): an :class:`~iresnet_onnx.errors.ExportError` otherwise."""
+    if options.exporter == "torch":
+        from ._torch_route import build_graphs_torch
+
+        built = build_graphs_torch(model, spec, options)
+    else:
+        built = {name: build(spec, options) for name, build in _BUILDERS.items()}
     graphs = {}
     for name, graph in GRAPHS.items():
-        proto = _BUILDERS[name](spec, options)
+        proto = built[name]
         check_structure(proto, graph, spec.input_size, spec.nblocks)
         if spec.dtype.name != "float32":
             check_onnxruntime_kernels(proto, graph.file)

@@ -10,7 +10,6 @@ and none of that exists. (``Gather``, not ``Split``: onnx's version converter ha
 below opset 18.)
 """
 
-import json
 import math
 from collections import defaultdict
 
@@ -19,6 +18,7 @@ import onnx
 import onnx_ir as ir
 
 from .. import __version__
+from ..graphs import GRAPHS
 from ._builder import DOMAIN, INT64, Component, Ops, typed_value
 from ._components import (
     block_forward_component,
@@ -28,10 +28,11 @@ from ._components import (
 )
 from ._density_components import block_density_component
 from ._inverse_components import block_inverse_component, block_inverse_fixed_component
+from ._metadata import graph_metadata, input_docs, model_doc, output_docs
 from ._options import ExportOptions
 from ._spec import LayerSpec, ModelSpec, fixed_steps
 
-_IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 _DTYPE = {np.dtype(np.float32): ir.DataType.FLOAT, np.dtype(np.float64): ir.DataType.DOUBLE}
 
 
@@ -128,14 +129,13 @@ class _ModelBuilder:
         raw = self.initializer(f"{layer.name}.weight", layer.weight, "raw weight A (state_dict)")
         return raw if layer.tall else ops.Transpose(raw, perm=[1, 0])
 
-    def model(
-        self,
-        inputs: list[ir.Value],
-        outputs: list[ir.Value],
-        graph: str,
-        metadata: dict[str, str] | None = None,
-    ) -> ir.Model:
+    def model(self, inputs: list[ir.Value], outputs: list[ir.Value], graph: str) -> ir.Model:
+        """The model of ``graph``: its values documented and the metadata attached."""
         spec, options = self.spec, self.options
+        for value, doc in zip(inputs, input_docs(spec, options, graph).values()):
+            value.doc_string = doc
+        for value, name in zip(outputs, GRAPHS[graph].outputs):
+            value.name, value.doc_string = name, output_docs(graph)[name]
         opsets = {"": options.opset, **({DOMAIN: 1} if options.functions else {})}
         body = ir.Graph(
             inputs,
@@ -146,29 +146,20 @@ class _ModelBuilder:
             name=f"{spec.kind}_{graph}",
             doc_string=f"{spec.kind} {graph} graph, spectral norm {options.spectral_norm}",
         )
-        return ir.Model(
+        model = ir.Model(
             body,
-            ir_version=_IR_VERSION[options.opset],
+            ir_version=IR_VERSION[options.opset],
             producer_name="iresnet-onnx",
             producer_version=__version__,
             functions=list(self.ops.registry.values()),
-            metadata_props={
-                "iresnet_onnx.version": __version__,
-                "iresnet_onnx.graph": graph,
-                "iresnet_onnx.spectral_norm": options.spectral_norm,
-                "iresnet_onnx.dtype": spec.dtype.name,
-                "iresnet_onnx.hp": spec.hp_json(),
-                "iresnet_onnx.power_iteration": json.dumps(spec.power_iteration, sort_keys=True),
-                **(metadata or {}),
-            },
+            metadata_props=graph_metadata(spec, options, graph),
         )
+        model.doc_string = model_doc(spec, options, graph)
+        return model
 
 
 def _batch_input(builder: _ModelBuilder, name: str) -> ir.Value:
-    spec = builder.spec
-    value = typed_value(name, builder.dtype, ["batch", spec.input_size])
-    value.doc_string = f"input, {spec.dtype.name}[batch, {spec.input_size}]; batch is dynamic"
-    return value
+    return typed_value(name, builder.dtype, ["batch", builder.spec.input_size])
 
 
 def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
@@ -180,7 +171,6 @@ def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     for index, parameters in enumerate(builder.block_parameters()):
         h = builder.ops.invoke(forward, h, *parameters, scope=_block_scope(spec, index))
     y = h  # the last block's output is the graph output: no Identity node to run
-    y.name, y.doc_string = "y", "output y = f(x), same shape as x"
     y.type, y.shape = ir.TensorType(builder.dtype), ir.Shape(["batch", spec.input_size])
     return ir.serde.serialize_model(builder.model([x], [y], "forward"))
 
@@ -195,31 +185,15 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
         inverses: list[Component] = [
             block_inverse_fixed_component(builder.bottleneck, spec.input_size, k) for k in steps
         ]
-        metadata = {"iresnet_onnx.inverse": "fixed", "iresnet_onnx.fixed_steps": json.dumps(steps)}
     else:
         component = block_inverse_component(
             builder.bottleneck, spec.input_size, cap, options.steps_per_check
         )
         inverses = [component] * spec.nblocks
-        metadata = {
-            "iresnet_onnx.inverse": "loop",
-            "iresnet_onnx.steps_per_check": str(options.steps_per_check),
-        }
-    metadata["iresnet_onnx.maxiter_cap"] = str(cap)
     y = _batch_input(builder, "y")
     # Inputs with an initializer of the same name: optional, defaulting to the model's own values.
-    maxiter = builder.initializer(
-        "maxiter", np.array(spec.maxiter, np.int64),
-        f"optional: most fixed-point steps per block (default {spec.maxiter}; clipped to {cap})",
-    )  # fmt: skip
-    atol = builder.initializer(
-        "atol", np.array(spec.atol, spec.dtype),
-        f"optional: stop when max(|Δx| − rtol·|x|) ≤ atol (default {spec.atol:g})",
-    )  # fmt: skip
-    rtol = builder.initializer(
-        "rtol",
-        np.array(spec.rtol, spec.dtype),
-        f"optional: relative tolerance (default {spec.rtol:g})",
+    maxiter, atol, rtol = (
+        builder.initializer(name, value) for name, value in solver_defaults(spec).items()
     )
     parameters = builder.block_parameters()
     x = y
@@ -233,16 +207,13 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
         residuals[index] = ops.Unsqueeze(residual, ops.const([0], INT64))
     iterations = ops.Concat(*iterations, axis=0)
     residual = ops.Concat(*residuals, axis=0)
-    for value, name, dtype, shape, doc in (
-        (x, "x", builder.dtype, ["batch", spec.input_size], "x = f⁻¹(y), same shape as y"),
-        (iterations, "iterations", INT64, [spec.nblocks], "fixed-point steps per block, block order"),
-        (residual, "residual", builder.dtype, [spec.nblocks],
-         "final max(|Δx| − rtol·|x|) per block, block order; converged ⇔ residual ≤ atol "
-         "(NaN: not converged)"),
-    ):  # fmt: skip
-        value.name, value.doc_string = name, doc
+    for value, dtype, shape in (
+        (x, builder.dtype, ["batch", spec.input_size]),
+        (iterations, INT64, [spec.nblocks]),
+        (residual, builder.dtype, [spec.nblocks]),
+    ):
         value.type, value.shape = ir.TensorType(dtype), ir.Shape(shape)
-    model = builder.model([y, maxiter, atol, rtol], [x, iterations, residual], "inverse", metadata)
+    model = builder.model([y, maxiter, atol, rtol], [x, iterations, residual], "inverse")
     return ir.serde.serialize_model(model)
 
 
@@ -267,12 +238,8 @@ def build_density(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     log_prior = prior.Mul(prior.const(-0.5), prior.Add(squares, normaliser))
     log_prob = prior.Add(log_prior, log_det)
     log_det = ops.Identity(log_det)  # an output of its own, not the input of log_prob's Add
-    for value, name, shape, doc in (
-        (log_prob, "log_prob", ["batch"], "log p(x) = log N(z; 0, I) + log_det, per row"),
-        (log_det, "log_det", ["batch"], "log|det ∂f/∂x|, per row (exact)"),
-        (z, "z", ["batch", spec.input_size], "z = f(x), the latent"),
-    ):
-        value.name, value.doc_string = name, doc
+    for value, shape in ((log_prob, ["batch"]), (log_det, ["batch"]),
+                         (z, ["batch", spec.input_size])):  # fmt: skip
         value.type, value.shape = ir.TensorType(builder.dtype), ir.Shape(shape)
     model = builder.model([x], [log_prob, log_det, z], "density")
     return ir.serde.serialize_model(model)
@@ -280,3 +247,12 @@ def build_density(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
 
 def _block_scope(spec: ModelSpec, index: int) -> str:
     return f"blocks.{index}" if spec.kind == "iResNet" else "block"
+
+
+def solver_defaults(spec: ModelSpec) -> dict[str, np.ndarray]:
+    """The inverse graph's optional inputs and their defaults: the model's solver settings."""
+    return {
+        "maxiter": np.array(spec.maxiter, np.int64),
+        "atol": np.array(spec.atol, spec.dtype),
+        "rtol": np.array(spec.rtol, spec.dtype),
+    }

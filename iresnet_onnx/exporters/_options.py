@@ -7,12 +7,14 @@ from ..errors import UsageError
 
 __all__ = [
     "DEFAULT_OPSET",
+    "EXPORTERS",
     "INVERSE_MODES",
     "SPECTRAL_NORM_MODES",
     "SUPPORTED_OPSETS",
     "ExportOptions",
 ]
 
+EXPORTERS = ("iresnet_onnx", "torch")
 SPECTRAL_NORM_MODES = ("loop", "folded")
 INVERSE_MODES = ("loop", "fixed")
 SUPPORTED_OPSETS = range(17, 22)
@@ -41,11 +43,16 @@ class ExportOptions:
     input_radius: float | None = None
     """``inverse="fixed"``: the largest ‖y‖₂ the fixed step counts are sized for (default √n + 5,
     which N(0, I) latents exceed with probability < 1e-6)."""
+    exporter: str = "iresnet_onnx"
+    """Who writes the graphs: the package's own exporter, or ``torch.onnx.export`` with the
+    custom ops' translations (the same components; a cross-check, and the route of models that
+    contain an iResNet)."""
 
     def __post_init__(self) -> None:
         for name, value, choices in (
             ("spectral_norm", self.spectral_norm, SPECTRAL_NORM_MODES),
             ("inverse", self.inverse, INVERSE_MODES),
+            ("exporter", self.exporter, EXPORTERS),
         ):
             if value not in choices:
                 raise UsageError(
