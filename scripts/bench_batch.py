@@ -30,7 +30,7 @@ from iresnet_onnx._atomic import write_text_atomic
 from iresnet_onnx.bench import fix_malloc_thresholds
 from iresnet_onnx.bench._models import suite_model
 from iresnet_onnx.bench._timing import machine
-from iresnet_onnx.jobs._batch import run_batch
+from iresnet_onnx.jobs import run_batch
 
 PAUSE_S = 2.0  # lets the previous side's threads and actors wind down
 

@@ -200,14 +200,19 @@ def bench(args: argparse.Namespace) -> int:
 def score(args: argparse.Namespace) -> int:
     from ..jobs import score_file
 
+    nonfinite = getattr(args, "nonfinite", "warn")
     summary = score_file(
         args.dir, args.data, args.out, runtime=args.runtime, batch_size=args.batch_size,
-        progress=not args.quiet,
+        nonfinite=nonfinite, column=getattr(args, "column", None), progress=not args.quiet,
     )  # fmt: skip
     print(
         f"scored {summary.rows:,} rows on {summary.runtime} in {summary.seconds:.2f} s "
         f"({summary.rows_per_second:,.0f} rows/s): {summary.out}"
     )
+    if nonfinite == "flag":
+        print(f"  non-finite rows skipped (score NaN): {summary.skipped:,}")
+    if summary.nonfinite_results:
+        print(f"  rows whose score is NaN or Inf: {summary.nonfinite_results:,}")
     return 0
 
 
@@ -234,6 +239,8 @@ def batch(args: argparse.Namespace) -> int:
         print(f"  rows that did not converge: {summary.not_converged:,}")
     if args.nonfinite == "flag":
         print(f"  non-finite rows skipped (output NaN): {summary.nonfinite:,}")
+    if summary.nonfinite_results:
+        print(f"  rows whose output is NaN or Inf: {summary.nonfinite_results:,}")
     return 0
 
 
