@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from iresnet_onnx import runtimes as rt
+from iresnet_onnx._data import load_data
 from iresnet_onnx._manifest import sha256
 from iresnet_onnx.cli import main
 from iresnet_onnx.errors import DataError, VerificationError
@@ -344,3 +345,39 @@ def test_a_graph_changed_since_export_is_a_verification_failure(export_dir, expo
     with pytest.raises(VerificationError, match="missing since export"):
         score_file(copy, tmp_path / "x.npy", tmp_path / "s.npy", progress=False)
     assert not (tmp_path / "s.npy").exists()
+
+
+def test_bench_refuses_runtimes_and_threads_it_cannot_use_before_any_work(export_dir, capsys):
+    for extra, message in ((["--runtime", "tract:cpu"], "tract cannot run"),
+                           (["--threads", "100000"], "threads must be an int in 1…")):  # fmt: skip
+        code = main(["bench", str(export_dir), "--batch", "1", "--repeats", "1", *extra])
+        assert code == 2 and message in capsys.readouterr().err
+
+
+# --- train's files, by the same readers (items 1, 4, 14) ---------------------------------------
+
+
+def test_train_reads_by_the_same_rules_and_refuses_bad_files_before_training(tmp_path, capsys):
+    data = rows(64, seed=9)
+    text = "\ufeff# a comment\nx0,x1,x2,x3,x4\n" + "".join(
+        ",".join(map(str, r)) + "\n\n" for r in data
+    )
+    (tmp_path / "x.csv").write_text(text)
+    np.testing.assert_allclose(load_data(tmp_path / "x.csv"), data, rtol=1e-6)
+    np.save(tmp_path / "x.npy", data)
+    before = sha256(tmp_path / "x.npy")
+    (tmp_path / "hp.json").write_text('{"input_size": 3, "nblocks": 1}')
+    train = ["train", str(tmp_path / "x.npy"), "--epochs", "1", "--out"]
+    cases = (
+        ([str(tmp_path / "x.npy")], "output folder", "is a file"),
+        ([str(tmp_path / "run"), "--seed", str(2**64)], "--seed", "2**64-1"),
+        ([str(tmp_path / "run"), "--hp", str(tmp_path / "hp.json")], "input_size is 3", "have 5"),
+    )
+    for extra, *messages in cases:
+        assert main([*train, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert all(message in err for message in messages), err
+    assert sha256(tmp_path / "x.npy") == before and not (tmp_path / "run").exists()
+    (tmp_path / "hp.json").write_text('{"input_size": 5, "nblocks": 1}')  # a model's own HP
+    assert main([*train, str(tmp_path / "run"), "--hp", str(tmp_path / "hp.json")]) == 0
+    assert (tmp_path / "run" / "model.pt").is_file()

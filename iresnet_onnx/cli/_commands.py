@@ -28,14 +28,31 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    import shutil
+
     from .._atomic import write_text_atomic
     from .._checkpoint import save_checkpoint
     from .._data import load_data
     from .._training import train_flow
+    from ..jobs._sinks import check_output_folder, check_space
 
+    out, losses = Path(args.out), "losses.json"
+    # before any work: neither output may be an input (issue 22, item 1), the seed must be one
+    # torch takes (it raises an overflow after the data is read)
+    inputs = (Path(args.data), *([Path(args.hp)] if args.hp else []))
+    check_output_folder(out, (CHECKPOINT, losses), inputs)
+    if not -(2**63) <= args.seed < 2**64:
+        raise UsageError(f"--seed {args.seed}: expected an integer from -2**63 to 2**64-1")
     data = load_data(args.data)
     hp: dict[str, Any] = load_hp_file(args.hp) if args.hp else {}
     block = hp.setdefault("iResNetBlock", {})
+    for table in (hp, block):  # a model's HP (model.HP) holds input_size: the data's width
+        if table.get("input_size", data.shape[1]) != data.shape[1]:
+            raise UsageError(
+                f"HP file {args.hp}: input_size is {table['input_size']!r}, but the rows of "
+                f"{args.data} have {data.shape[1]} values; remove it (the data sets it)"
+            )
+        table.pop("input_size", None)
     for key in ("hidden_size", "activation", "variant"):
         if getattr(args, key) is not None:
             block[key] = getattr(args, key)
@@ -44,9 +61,16 @@ def train(args: argparse.Namespace) -> int:
     result = train_flow(
         data, hp=hp, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
     )
-    out = Path(args.out)
-    path = save_checkpoint(result.model, out / CHECKPOINT)
-    write_text_atomic(out / "losses.json", json.dumps(result.losses))
+    state = result.model.state_dict().values()
+    check_space(out / CHECKPOINT, sum(t.numel() * t.element_size() for t in state) + (1 << 20))
+    created = not out.exists()
+    try:
+        path = save_checkpoint(result.model, out / CHECKPOINT)
+        write_text_atomic(out / losses, json.dumps(result.losses))
+    except BaseException:
+        if created:  # nothing left behind: not even the folder the run made
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     print(f"trained on {data.shape[0]}×{data.shape[1]} in {result.seconds:.1f} s, "
           f"final NLL {result.losses[-1]:.4f}; checkpoint: {path}")  # fmt: skip
     return 0
@@ -172,7 +196,14 @@ def bench(args: argparse.Namespace) -> int:
         rows_to_dicts,
         suite_report,
     )
+    from ..jobs import check_runnable
+    from ..runtimes._session import check_threads
 
+    # before any work: a bounded thread count (torch and the runtimes try to make as many as
+    # asked), an unchanged export, and runtimes that can run it (issue 22, items 6, 10, 11)
+    check_threads(args.threads, "bench --threads")
+    if args.dir is not None:
+        check_runnable(args.dir, ("forward", "inverse"), args.runtime or (), eager=True)
     fix_malloc_thresholds()  # the CLI owns its process: timings without malloc's warm-up drift
     if args.dir is None:  # the performance suite: baseline vs eager, TorchScript, onnxruntime
         rows = bench_suite(
