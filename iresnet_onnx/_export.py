@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+import torch
 
 from . import parity
 from . import runtimes as rt
 from ._atomic import atomic_directory, check_replaceable
 from ._checkpoint import save_checkpoint
-from ._golden import write_golden
+from ._golden import verify_golden, write_golden
 from ._inspect import graph_summary
-from ._layout import CHECKPOINT, MANIFEST, ort_file
+from ._layout import CHECKPOINT, MANIFEST, ir_files, ort_file
 from ._manifest import write_manifest
 from ._torch_session import EagerSession
-from .errors import ParityError, RuntimeUnavailableError
+from .errors import ExportError, ParityError, RuntimeUnavailableError, UsageError
 from .exporters import (
     DEFAULT_OPSET,
     ExportOptions,
@@ -90,6 +91,7 @@ def export(
     atol: float | None = None,
     rtol: float | None = None,
     exporter: str = "iresnet_onnx",
+    openvino_ir: bool = False,
 ) -> ExportResult:
     """Export an ``iResNet`` or ``iResNetBlock`` to the folder ``out_dir``.
 
@@ -111,6 +113,10 @@ def export(
     ``maxiter``, ``atol``, ``rtol`` replace the model's solver defaults in ``inverse.onnx`` (and in
     the folder's checkpoint, so that the folder stays consistent); the model passed in is untouched.
 
+    ``openvino_ir=True`` also writes each graph as OpenVINO IR (``forward.xml`` + ``.bin``, …)
+    with uncompressed weights — OpenVINO's converter compresses them to fp16 by default —, hashed
+    in the manifest and checked against the golden vectors on ``openvino:cpu``.
+
     ``exporter="torch"`` writes the same folder through ``torch.onnx.export(..., dynamo=True)`` and
     :func:`iresnet_onnx.onnx_translation_table` (loop inverse, plain nodes): a cross-check of the
     package's own exporter, from the same component definitions.
@@ -123,13 +129,15 @@ def export(
     out_dir = Path(out_dir)
     check_replaceable(out_dir, MANIFEST)  # before any work; never someone else's folder
     validation = _validation_runtimes(runtimes) if validate else None
+    if openvino_ir:
+        _check_openvino_ir(model)
     if maxiter is not None or atol is not None or rtol is not None:
         model = with_solver_defaults(model, maxiter=maxiter, atol=atol, rtol=rtol)
 
     spec = model_spec(model)
     graphs = build_graphs(spec, options, model)
     with atomic_directory(out_dir, MANIFEST) as folder:
-        paths = _write_graphs(folder, graphs, ort_format)
+        paths = _write_graphs(folder, graphs, ort_format, openvino_ir)
         paths["checkpoint"] = save_checkpoint(model, folder / CHECKPOINT)
         solver = {"maxiter": spec.maxiter, "atol": spec.atol, "rtol": spec.rtol}
         golden, golden_files = write_golden(
@@ -142,6 +150,8 @@ def export(
                 model, folder, runtimes=validation,
                 batch_sizes=batch_sizes or parity.DEFAULT_BATCH_SIZES, seed=seed,
             )  # fmt: skip
+            if openvino_ir:
+                report.rows += _ir_rows(folder, spec, golden)
             report.export_dir = str(out_dir)
         content = _manifest_content(spec, options, graphs, report, golden)
         content["export_seconds"] = round(time.perf_counter() - started, 4)
@@ -166,15 +176,56 @@ def _validation_runtimes(runtimes: list[str] | None) -> list[str]:
     return names
 
 
-def _write_graphs(folder: Path, graphs: dict[str, onnx.ModelProto], ort_format: bool) -> dict:
+def _write_graphs(
+    folder: Path, graphs: dict[str, onnx.ModelProto], ort_format: bool, openvino_ir: bool
+) -> dict:
     paths = {}
     for name, proto in graphs.items():
         paths[name] = folder / GRAPHS[name].file
         onnx.save(proto, str(paths[name]))
-    if ort_format:
-        for name in graphs:
+    for name in graphs:
+        if ort_format:
             paths[f"{name}_ort"] = write_ort_format(paths[name], folder / ort_file(name))
+        if openvino_ir:
+            from .runtimes._openvino import save_ir
+
+            xml, weights = ir_files(name)
+            paths[f"{name}_ir"] = save_ir(paths[name], folder / xml)
+            paths[f"{name}_ir_weights"] = folder / weights
     return paths
+
+
+def _check_openvino_ir(model: Any) -> None:
+    """OpenVINO IR needs OpenVINO, and a model its CPU plugin computes (float32 at most)."""
+    try:
+        rt.require("openvino", "cpu")
+    except RuntimeUnavailableError as error:
+        raise RuntimeUnavailableError(
+            f"openvino_ir=True writes OpenVINO IR with OpenVINO's converter: {error} "
+            "(pip install 'iresnet-onnx[openvino]')"
+        ) from error
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:
+        raise UsageError(
+            f"openvino_ir=True: OpenVINO's CPU plugin computes in float32 at most; this model is "
+            f"{str(dtype).removeprefix('torch.')} (export a float32 copy for OpenVINO)"
+        )
+
+
+def _ir_rows(folder: Path, spec: ModelSpec, golden: dict[str, Any]) -> list:
+    """The IR checked like the ONNX files: every golden case on openvino:cpu, rows marked IR."""
+    manifest = {"dtype": spec.dtype.name, "golden": golden}
+    rows = []
+    for graph in GRAPHS:
+        xml = folder / ir_files(graph)[0]
+        report = verify_golden(folder, manifest, ["openvino:cpu"], graph_file=xml)
+        if report.unsupported:
+            raise ExportError(f"OpenVINO cannot run the IR it wrote, {xml.name}: "
+                              f"{report.unsupported[0]['reason']}")  # fmt: skip
+        for row in report.rows:
+            row.runtime = "openvino:cpu (IR)"
+        rows += report.rows
+    return rows
 
 
 def write_ort_format(onnx_path: Path, target: Path) -> Path:

@@ -24,12 +24,12 @@ import numpy as np
 
 from . import runtimes as rt
 from ._layout import golden_case, golden_tensor
-from ._report import ParityReport, load_or_note
+from ._report import ParityReport, ParityRow, load_or_note
 from ._tolerances import TOLERANCES, StepRule, compare
-from .errors import InvalidModelError
+from .errors import InvalidModelError, UsageError, VerificationError
 from .graphs import GRAPHS
 
-__all__ = ["GOLDEN_BATCH_SIZES", "read_case", "verify_golden", "write_golden"]
+__all__ = ["GOLDEN_BATCH_SIZES", "golden_entry", "read_case", "verify_golden", "write_golden"]
 
 GOLDEN_BATCH_SIZES = (1, 7, 64)
 
@@ -78,65 +78,143 @@ def _write_case(
     return written
 
 
-def read_case(case: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``(inputs, outputs)`` of one ``test_data_set_<i>`` folder, by tensor name."""
+def read_case(case: Path, graph: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(input, outputs by name)`` of one ``test_data_set_<i>`` folder of ``graph``; a
+    :class:`VerificationError` naming the file when one is missing or not a tensor (a broken
+    golden vector is a failed verification, not bad input)."""
     from onnx import TensorProto, numpy_helper
 
-    arrays: dict[str, dict[str, np.ndarray]] = {"input": {}, "output": {}}
-    for prefix in arrays:
-        for path in sorted(case.glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.split("_")[1])):
-            tensor = TensorProto()
-            try:
-                tensor.ParseFromString(path.read_bytes())
-            except Exception as error:  # protobuf's DecodeError
-                raise InvalidModelError(
-                    f"golden vector {path}: not a TensorProto ({error})"
-                ) from error
-            arrays[prefix][tensor.name] = numpy_helper.to_array(tensor)
-    return arrays["input"], arrays["output"]
+    def tensor(path: Path) -> tuple[str, np.ndarray]:
+        if not path.is_file():
+            raise VerificationError(f"golden vector {path} is missing")
+        proto = TensorProto()
+        try:
+            proto.ParseFromString(path.read_bytes())
+            return proto.name, numpy_helper.to_array(proto)
+        except Exception as error:  # protobuf's DecodeError, numpy_helper's ValueError
+            raise VerificationError(f"golden vector {path}: not a tensor ({error})") from error
+
+    spec = GRAPHS[graph]
+    _, batch = tensor(case / golden_tensor("input", 0))
+    outputs = dict(tensor(case / golden_tensor("output", k)) for k in range(len(spec.outputs)))
+    missing = set(spec.outputs) - set(outputs)
+    if missing:
+        raise VerificationError(f"golden case {case}: no stored {', '.join(sorted(missing))}")
+    return batch, outputs
+
+
+def golden_entry(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``golden`` entry, checked: an :class:`InvalidModelError` (bad input) for a
+    manifest that does not describe golden vectors of this folder's graphs."""
+    golden, where = manifest.get("golden"), f"{folder}/manifest.json"
+    if not isinstance(golden, dict) or not golden.get("graphs"):
+        raise InvalidModelError(f"{where} lists no golden vectors (an export older than 0.2?)")
+    graphs, solver = golden.get("graphs"), golden.get("solver")
+    if not isinstance(graphs, dict) or set(graphs) - set(GRAPHS):
+        raise InvalidModelError(f"{where}: golden.graphs must map graph names to case folders")
+    for graph, cases in graphs.items():
+        if not isinstance(cases, list) or not all(_inside(folder, case) for case in cases):
+            raise InvalidModelError(
+                f"{where}: golden.graphs.{graph} must list case folders inside the export"
+            )
+    if not isinstance(solver, dict) or set(solver) != {"maxiter", "atol", "rtol"}:
+        raise InvalidModelError(f"{where}: golden.solver must hold maxiter, atol and rtol")
+    if manifest.get("dtype", "float32") not in TOLERANCES:
+        raise InvalidModelError(
+            f"{where}: dtype {manifest.get('dtype')!r}; expected one of {', '.join(TOLERANCES)}"
+        )
+    return golden
+
+
+def _inside(folder: Path, case: Any) -> bool:
+    if not isinstance(case, str) or "\\" in case or case.startswith("/"):
+        return False
+    resolved = (folder / case).resolve()
+    return resolved.is_relative_to(folder.resolve()) and ".." not in Path(case).parts
+
+
+_CHECKS = {"y": "forward", "x": "inverse", "log_prob": "density", "log_det": "density",
+           "z": "forward"}  # fmt: skip
+"""The tolerance each stored output is held to (the parity suite's rows)."""
 
 
 def verify_golden(
-    folder: str | Path, manifest: dict[str, Any], runtimes: list[str] | None = None
-) -> ParityReport:
+    folder: str | Path, manifest: dict[str, Any], runtimes: list[str] | None = None,
+    graph_file: str | Path | None = None,
+) -> ParityReport:  # fmt: skip
     """Run every golden case of the export ``folder`` on each runtime (default: every ONNX runtime
-    here that can run the graphs) and hold the outputs against the stored ones."""
+    here that can run the graphs) and hold every output against the stored ones.
+
+    ``graph_file``: check that file — a simplified, converted, quantized or fp16 copy of one of the
+    export's graphs, or OpenVINO IR — against that graph's golden vectors instead, on the
+    runtimes that can load it; its inputs are cast to the file's input type (what a converted
+    graph expects), so a reduced-precision graph fails with its measured error."""
     folder = Path(folder)
-    golden = manifest.get("golden")
-    if not isinstance(golden, dict) or not golden.get("graphs"):
-        raise InvalidModelError(
-            f"{folder}: the manifest lists no golden vectors (an export older than 0.2?)"
-        )
+    golden = golden_entry(folder, manifest)
     requested = runtimes is not None
     names = runtimes or [name for name in rt.available() if not name.startswith("torch:")]
     for name in names:
         rt.require(*rt.parse_runtime(name))
     dtype = str(manifest.get("dtype", "float32"))
-    tolerance = TOLERANCES[dtype]
-    solver = golden["solver"]
     report = ParityReport(
         str(folder), dtype, str(manifest.get("spectral_norm")), int(golden.get("seed", 0)),
-        dict(tolerance), title="golden vectors",
+        dict(TOLERANCES[dtype]), title="golden vectors",
     )  # fmt: skip
-    for graph, cases in golden["graphs"].items():
-        path = folder / GRAPHS[graph].file
+    targets = _targets(folder, golden, graph_file)
+    for graph, path, like in targets:
         for name in names:
-            session = load_or_note(report.unsupported if requested else report.skipped, name, path)
-            if session is None:
-                continue
-            steps = StepRule(session.info.steps_per_check, solver, float(np.finfo(dtype).eps))
-            for case in cases:
-                inputs, expected = read_case(folder / case)
-                batch = next(iter(inputs.values()))
-                started = time.perf_counter()
-                outputs = session.run_all(batch)
-                seconds = time.perf_counter() - started
-                main = session.graph.main
-                row = compare(
-                    name, graph, batch.shape, outputs[main], expected[main], tolerance, seconds
-                )
-                row.case, row.tensor = case, main
-                if "iterations" in expected:
-                    steps.judge(row, outputs, expected, {})
-                report.rows.append(row)
+            notes = report.unsupported if requested else report.skipped
+            session = load_or_note(notes, name, path, **({"like": like} if like else {}))
+            if session is not None:
+                with session:
+                    report.rows += _case_rows(folder, golden, graph, session, name, dtype)
     return report
+
+
+def _targets(folder: Path, golden: dict, graph_file: Any) -> list[tuple[str, Path, Any]]:
+    """``(graph, file, info of the export's own graph or None)`` to check."""
+    if graph_file is None:
+        return [(graph, folder / GRAPHS[graph].file, None) for graph in golden["graphs"]]
+    path = Path(graph_file)
+    graph = _graph_of(path, golden)
+    _, like = rt.read_model(folder / GRAPHS[graph].file)
+    return [(graph, path, like)]
+
+
+def _graph_of(path: Path, golden: dict) -> str:
+    """Which of the export's graphs a transformed file is: its metadata's, else its file name's."""
+    if not path.is_file():
+        raise UsageError(f"--graph {path}: no such file")
+    if path.suffix == ".onnx":
+        try:
+            return rt.read_model(path)[1].graph.name
+        except InvalidModelError:
+            pass  # the metadata were dropped: the name must say
+    stem = next((name for name in golden["graphs"] if path.stem.startswith(name)), None)
+    if stem is None:
+        raise UsageError(
+            f"--graph {path}: cannot tell which graph it is (no iresnet-onnx metadata, and its "
+            f"name starts with none of {', '.join(golden['graphs'])})"
+        )
+    return stem
+
+
+def _case_rows(
+    folder: Path, golden: dict, graph: str, session: rt.Session, name: str, dtype: str
+) -> list[ParityRow]:
+    tolerance = TOLERANCES[dtype]
+    steps = StepRule(session.info.steps_per_check, golden["solver"], float(np.finfo(dtype).eps))
+    rows = []
+    for case in golden["graphs"][graph]:
+        batch, expected = read_case(folder / case, graph)
+        started = time.perf_counter()
+        outputs = session.run_all(batch.astype(session.info.dtype, copy=False))
+        seconds = time.perf_counter() - started
+        for tensor in GRAPHS[graph].per_row:
+            row = compare(name, _CHECKS[tensor], batch.shape, outputs[tensor], expected[tensor],
+                          tolerance, seconds)  # fmt: skip
+            row.case, row.tensor = case, tensor
+            if tensor == "x":
+                steps.judge(row, outputs, expected, {})
+            rows.append(row)
+    return rows

@@ -21,6 +21,7 @@ __all__ = [
     "golden_case",
     "golden_tensor",
     "graph_file",
+    "ir_files",
     "ort_file",
 ]
 
@@ -40,6 +41,12 @@ def graph_file(folder: str | Path, graph: str) -> Path:
 def ort_file(graph: str) -> str:
     """The name of a graph in onnxruntime's format: ``<graph>.ort``."""
     return f"{GRAPHS[graph].name}.ort"
+
+
+def ir_files(graph: str) -> tuple[str, str]:
+    """The names of a graph's OpenVINO IR: ``<graph>.xml`` and its weights ``<graph>.bin``."""
+    name = GRAPHS[graph].name
+    return f"{name}.xml", f"{name}.bin"
 
 
 def golden_case(graph: str, index: int) -> str:

@@ -112,10 +112,12 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def load_or_note(notes: list[dict[str, str]], name: str, path: Path) -> rt.Session | None:
+def load_or_note(
+    notes: list[dict[str, str]], name: str, path: Path, **options: Any
+) -> rt.Session | None:
     """The graph on runtime ``name``, or None after noting why the runtime cannot run it."""
     try:
-        return rt.load(path, *rt.parse_runtime(name))
+        return rt.load(path, *rt.parse_runtime(name), **options)
     except UnsupportedModelError as error:
         notes.append({"runtime": name, "graph": path.name, "reason": str(error)})
         return None

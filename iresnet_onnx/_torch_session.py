@@ -53,6 +53,7 @@ class EagerSession(Session):
                 nblocks=len(model.blocks) if isinstance(model, iResNet) else 1,
                 spectral_norm="eager",
                 hp=model.HP,
+                inputs=(GRAPHS[graph].input, *GRAPHS[graph].optional_inputs),
             )
         elif isinstance(source, (str, Path)):
             _, info = read_model(source)

@@ -19,11 +19,15 @@ def print_json(data: Any) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from .._demo import run_demo
+    from .._demo import OUTPUTS, run_demo
     from ..bench import fix_malloc_thresholds
 
     fix_malloc_thresholds()  # its latency table: see iresnet-onnx bench
-    run_demo(Path(args.out), epochs=args.epochs, samples=args.samples, seed=args.seed)
+    out = Path(args.out)
+    summary = run_demo(out, epochs=args.epochs, samples=args.samples, seed=args.seed)
+    print(f"\ndone in {summary['seconds']:.0f} s. Everything is in {out}/:")
+    for name, what in OUTPUTS:
+        print(f"  {out / name}  {what}")
     return 0
 
 
@@ -92,12 +96,14 @@ def export(args: argparse.Namespace) -> int:
             "maxiter",
             "atol",
             "rtol",
+            "exporter",
         )
         if getattr(args, key) is not None
     }  # unset flags keep export()'s defaults
     result = export_folder(
         model, args.out, validate=not args.no_validate, functions=args.functions,
-        ort_format=args.ort_format, runtimes=args.runtime, **options,
+        ort_format=args.ort_format, openvino_ir=args.openvino_ir, runtimes=args.runtime,
+        **options,
     )  # fmt: skip
     print(f"exported {args.checkpoint} in {result.seconds:.2f} s:")
     for name, path in result.paths.items():
@@ -156,11 +162,13 @@ def _golden_report(args: argparse.Namespace, folder: Path, manifest: dict[str, A
 
     if args.checkpoint:
         raise UsageError("--golden checks the stored vectors; it takes no --checkpoint")
-    return verify_golden(folder, manifest, runtimes=args.runtime)
+    return verify_golden(folder, manifest, runtimes=args.runtime, graph_file=args.graph)
 
 
 def _parity_report(args: argparse.Namespace, folder: Path, manifest: dict[str, Any]) -> Any:
     """Parity against the folder's checkpoint (or --checkpoint) on fresh inputs: needs torch."""
+    if args.graph:
+        raise UsageError("--graph FILE is checked against the golden vectors: add --golden")
     from .. import parity
     from .._checkpoint import load_checkpoint
 

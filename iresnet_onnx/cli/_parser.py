@@ -105,6 +105,11 @@ def _export(command: Command) -> None:
         "every row exactly where eager PyTorch does, up to K-1 steps earlier)",
     )  # fmt: skip
     export.add_argument(
+        "--openvino-ir", action="store_true", dest="openvino_ir",
+        help="also write OpenVINO IR (forward.xml/.bin, …) with uncompressed weights, checked "
+        "against the golden vectors on openvino:cpu",
+    )  # fmt: skip
+    export.add_argument(
         "--exporter",
         help="who writes the graphs: iresnet_onnx (the default) or torch (torch.onnx.export with "
         "the custom ops' translations: the same Loops; a cross-check)",
@@ -134,6 +139,12 @@ def _verify(command: Command) -> None:
         "--golden", action="store_true",
         help="run the golden vectors stored at export instead of parity against the checkpoint: "
         "no torch needed (for the device itself)",
+    )  # fmt: skip
+    verify.add_argument(
+        "--graph", metavar="FILE",
+        help="with --golden: check this file instead — a simplified, converted, quantized or fp16 "
+        "copy of one of the export's graphs, or OpenVINO IR (.xml) — against that graph's golden "
+        "vectors (the step after any conversion in a build pipeline)",
     )  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=run.verify)

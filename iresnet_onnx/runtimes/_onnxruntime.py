@@ -10,13 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError, RuntimeUnavailableError, UsageError
-from ._session import (
-    Session,
-    check_solver_inputs,
-    check_threads,
-    metadata_info,
-    torch_tensor_type,
-)
+from ._info import ModelInfo, graph_info, onnxruntime_type
+from ._session import Session, check_solver_inputs, check_threads, torch_tensor_type
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -111,7 +106,15 @@ def _open(ort: Any, path: Path, settings: Any, providers: list[Any]) -> Any:
     try:
         return ort.InferenceSession(str(path), settings, providers=providers)
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
-        raise InvalidModelError(f"onnxruntime cannot load {path}: {error}") from error
+        hint = ""
+        if "is not a registered function/op" in str(error):
+            hint = (
+                " — its calls name ONNX functions the file does not define. The likely cause: "
+                "an export with functions=True went through onnx.version_converter, which drops "
+                "function bodies (the file still passes onnx.checker). Convert the default export "
+                "(plain nodes) instead, or export at the opset you need (--opset)"
+            )
+        raise InvalidModelError(f"onnxruntime cannot load {path}: {error}{hint}") from error
 
 
 class OnnxRuntimeSession(Session):
@@ -122,8 +125,9 @@ class OnnxRuntimeSession(Session):
     runtime = "onnxruntime"
 
     def __init__(
-        self, path: str | Path, device: str = "cpu", *, device_id: int = 0, **options: Any
-    ):
+        self, path: str | Path, device: str = "cpu", *, device_id: int = 0,
+        like: ModelInfo | None = None, **options: Any,
+    ):  # fmt: skip
         import onnxruntime as ort
 
         if device not in PROVIDERS:
@@ -141,8 +145,13 @@ class OnnxRuntimeSession(Session):
         # the session holds the metadata of .onnx and .ort files alike: no second parse
         self.session = _open(ort, path, settings, providers)
         metadata = self.session.get_modelmeta().custom_metadata_map
+        # an input with a same-named initializer (a default) is an "overridable initializer" here
+        declared = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
+        inputs = {value.name: onnxruntime_type(value.type) for value in declared}
         width = self.session.get_inputs()[0].shape[1]
-        super().__init__(metadata_info(path, metadata, width if isinstance(width, int) else 0))
+        super().__init__(
+            graph_info(path, metadata, inputs, width if isinstance(width, int) else 0, like)
+        )
         wanted = PROVIDERS[device][0]
         if wanted not in self.session.get_providers():
             raise RuntimeUnavailableError(
@@ -181,7 +190,7 @@ class OnnxRuntimeSession(Session):
         if self.device == "cpu" or not isinstance(tensor, torch.Tensor) or not tensor.is_cuda:
             raise UsageError("run_torch needs a CUDA session and a torch CUDA tensor")
         batch, leading = self._prepare(tensor)
-        given = check_solver_inputs(self.graph, solver, self.info.dtype, self.info.maxiter_cap)
+        given = check_solver_inputs(self.info, solver)
         outputs = self._run_bound(batch, self.solver_feeds(given))
         main = self.graph.main
         outputs[main] = outputs[main].reshape(*leading, self.info.input_size)

@@ -7,15 +7,15 @@ import numpy as np
 from onnx.reference import ReferenceEvaluator
 
 from ..errors import InvalidModelError
-from ._session import Session, read_model
+from ._session import ModelInfo, Session, read_model
 
 
 class ReferenceSession(Session):
     runtime = "reference"
     device = "cpu"
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
-        proto, info = read_model(path)
+    def __init__(self, path: str | Path, device: str = "cpu", *, like: ModelInfo | None = None):
+        proto, info = read_model(path, like)
         super().__init__(info)
         try:
             self.evaluator = ReferenceEvaluator(proto)

@@ -7,138 +7,39 @@ tensor can only be an input where torch is already imported, so it is recognised
 ``sys.modules``; onnx is imported when a graph file is read.
 """
 
-import json
 import numbers
 import os
 import sys
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._solver_settings import MAXITER_LIMIT, SOLVER_SETTINGS, check_solver_options
-from ..errors import ConvergenceWarning, InvalidModelError, UsageError
-from ..graphs import GRAPHS, Graph
+from .._solver_settings import SOLVER_SETTINGS, check_solver_options
+from ..errors import ConvergenceWarning, UsageError
+from ..graphs import Graph
+from ._info import ModelInfo, graph_info, inputs_with_defaults, read_model
 
-__all__ = ["ModelInfo", "Session", "metadata_info", "read_model"]
-
-# metadata keys of an exported graph (written by the exporters)
-_GRAPH_KEYS = ("iresnet_onnx.graph", "iresnet_onnx.direction")  # the second: exports of 0.2
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a session needs to know about an exported graph, read from its metadata."""
-
-    path: Path
-    graph: Graph
-    dtype: np.dtype
-    input_size: int
-    nblocks: int
-    spectral_norm: str
-    hp: dict[str, Any] = field(repr=False)
-    steps_per_check: int = 1
-    """Fixed-point steps per convergence test in an inverse graph (1: eager's exact stopping step)."""
-    inverse: str = "loop"
-    """How an inverse graph iterates: "loop" (data-dependent Loop) or "fixed" (gated Scan)."""
-    maxiter_cap: int = MAXITER_LIMIT
-    """The most steps per block the graph runs, whatever maxiter a client passes."""
-
-    @property
-    def atol(self) -> float:
-        """The inverse's default absolute tolerance (converged ⇔ residual ≤ atol)."""
-        block = self.hp.get("iResNetBlock", self.hp)
-        return float(block.get("atol", 0.0))
+__all__ = [
+    "ModelInfo",
+    "Session",
+    "check_solver_inputs",
+    "graph_info",
+    "inputs_with_defaults",
+    "read_model",
+]
 
 
-def metadata_info(path: Path, metadata: dict[str, str], input_width: int) -> ModelInfo:
-    """:class:`ModelInfo` from a graph's ``metadata_props``; :class:`InvalidModelError` if they
-    are not an iresnet-onnx export's."""
-    name = next((metadata[key] for key in _GRAPH_KEYS if key in metadata), None)
-    if name not in GRAPHS:
-        raise InvalidModelError(
-            f"ONNX file {path}: not a graph exported by iresnet-onnx (its metadata names no graph "
-            f"among {', '.join(GRAPHS)})"
-        )
-    try:
-        hp = json.loads(metadata["iresnet_onnx.hp"])
-        dtype = np.dtype(metadata["iresnet_onnx.dtype"])
-        steps = int(metadata.get("iresnet_onnx.steps_per_check", "1"))
-        cap = int(metadata.get("iresnet_onnx.maxiter_cap", str(MAXITER_LIMIT)))
-    except (KeyError, ValueError, TypeError) as error:
-        raise InvalidModelError(
-            f"ONNX file {path}: incomplete iresnet-onnx metadata ({error!r})"
-        ) from error
-    if not isinstance(hp, dict) or input_width < 1:
-        raise InvalidModelError(f"ONNX file {path}: malformed iresnet-onnx metadata")
-    return ModelInfo(
-        path=path,
-        graph=GRAPHS[name],
-        dtype=dtype,
-        input_size=int(input_width),
-        nblocks=int(hp.get("nblocks", 1)),
-        spectral_norm=metadata.get("iresnet_onnx.spectral_norm", "unknown"),
-        hp=hp,
-        steps_per_check=steps,
-        inverse=metadata.get("iresnet_onnx.inverse", "loop"),
-        maxiter_cap=cap,
-    )
-
-
-def read_model(path: str | Path) -> tuple[Any, ModelInfo]:
-    """Load an exported ``.onnx`` graph (an ``onnx.ModelProto``) and its :class:`ModelInfo`;
-    :class:`InvalidModelError`, naming the file, if it is not one."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidModelError(f"ONNX file {path}: no such file")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as error:  # onnx raises DecodeError, ValueError, … for garbage
-        raise InvalidModelError(f"ONNX file {path}: not a readable ONNX model ({error})") from error
-    metadata = {p.key: p.value for p in proto.metadata_props}
-    try:
-        width = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    except IndexError:
-        width = 0
-    return proto, metadata_info(path, metadata, width)
-
-
-def inputs_with_defaults(proto: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """The graph with its initializer-backed inputs (``maxiter``, ``atol``, ``rtol``) made plain
-    required inputs, and their default values.
-
-    ONNX gives an input a default through an initializer of the same name; onnxruntime honours
-    it, but OpenVINO and tract fold such inputs into constants (they can no longer be fed).
-    Their adapters take the graph in this form and feed the defaults themselves.
-    """
-    from onnx import numpy_helper
-
-    inputs = {value.name for value in proto.graph.input}
-    defaults = {
-        init.name: numpy_helper.to_array(init)
-        for init in proto.graph.initializer
-        if init.name in inputs
-    }
-    kept = [init for init in proto.graph.initializer if init.name not in defaults]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
-    return proto, defaults
-
-
-def check_solver_inputs(
-    graph: Graph, solver: dict[str, Any], dtype: np.dtype | None = None, cap: int | None = None
-) -> dict[str, Any]:
+def check_solver_inputs(info: ModelInfo, solver: dict[str, Any]) -> dict[str, Any]:
     """The solver inputs that were given (None dropped), after checking them: a
-    :class:`UsageError` for solver inputs to a graph that takes none, unknown names, bad values,
-    tolerances that ``dtype`` (the graph's float type) cannot hold, or a maxiter above ``cap``."""
+    :class:`UsageError` for solver inputs to a graph that takes none, unknown names, names the
+    graph no longer takes (folded into it by a simplifier), bad values, tolerances the graph's
+    float type cannot hold, or a maxiter above the graph's cap."""
     given = {name: value for name, value in solver.items() if value is not None}
     if not given:
         return given
+    graph = info.graph
     if not graph.optional_inputs:
         raise UsageError(f"solver inputs {sorted(given)} only apply to the inverse graph")
     unknown = set(given) - set(SOLVER_SETTINGS)
@@ -146,19 +47,27 @@ def check_solver_inputs(
         raise UsageError(
             f"unknown solver inputs {sorted(unknown)}; known: {', '.join(SOLVER_SETTINGS)}"
         )
-    check_solver_options(given.get("maxiter"), given.get("atol"), given.get("rtol"), "solver input")
-    if cap is not None and given.get("maxiter", 0) > cap:
+    folded = [name for name in given if name not in info.solver_inputs]
+    if folded:
+        defaults = ", ".join(f"{name}={value}" for name, value in info.solver.items())
         raise UsageError(
-            f"solver input maxiter={given['maxiter']} is above this graph's cap of {cap} steps "
-            "per block (set at export)"
+            f"{info.path.name} takes no input {', '.join(folded)}: a tool folded it into the "
+            f"graph (a simplifier?), which runs at its baked-in defaults ({defaults}, the "
+            "export's); pass none, or run the export's own inverse.onnx"
         )
-    if dtype is not None:
-        largest = float(np.finfo(dtype).max)
+    check_solver_options(given.get("maxiter"), given.get("atol"), given.get("rtol"), "solver input")
+    if given.get("maxiter", 0) > info.maxiter_cap:
+        raise UsageError(
+            f"solver input maxiter={given['maxiter']} is above this graph's cap of "
+            f"{info.maxiter_cap} steps per block (set at export)"
+        )
+    if info.dtype.kind == "f":
+        largest = float(np.finfo(info.dtype).max)
         for name in ("atol", "rtol"):
             if name in given and float(given[name]) > largest:
                 raise UsageError(
-                    f"solver input {name}={given[name]!r} overflows the graph's {dtype.name} "
-                    f"(largest {largest:.3g})"
+                    f"solver input {name}={given[name]!r} overflows the graph's "
+                    f"{info.dtype.name} (largest {largest:.3g})"
                 )
     return given
 
@@ -226,7 +135,7 @@ class Session(ABC):
         """
         batch, leading = self._prepare(array)
         info = self.info
-        solver = check_solver_inputs(info.graph, solver, info.dtype, info.maxiter_cap)
+        solver = check_solver_inputs(info, solver)
         outputs = self._empty_outputs() if batch.shape[0] == 0 else self._run(batch, solver)
         if len(leading) != 1:
             for name in self.graph.per_row:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError, UnsupportedModelError
-from ._session import Session, inputs_with_defaults, read_model
+from ._session import ModelInfo, Session, inputs_with_defaults, read_model
 
 _FACT = {"float32": "f32", "float64": "f64", "int64": "i64"}
 
@@ -48,10 +48,10 @@ class TractSession(Session):
     runtime = "tract"
     device = "cpu"
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    def __init__(self, path: str | Path, device: str = "cpu", *, like: ModelInfo | None = None):
         import tract
 
-        proto, info = read_model(path)
+        proto, info = read_model(path, like)
         super().__init__(info)
         if info.dtype != np.float32:
             raise UnsupportedModelError(

@@ -137,8 +137,10 @@ def test_import_time_is_close_to_the_runtime_itself():
 def test_score_without_torch_reproduces_the_golden_log_probs(edge_exports, capsys, tmp_path):
     from iresnet_onnx._golden import read_case
 
-    inputs, outputs = read_case(edge_exports["loop"] / "golden" / "density" / "test_data_set_2")
-    np.save(tmp_path / "rows.npy", inputs["x"])
+    rows, outputs = read_case(
+        edge_exports["loop"] / "golden" / "density" / "test_data_set_2", "density"
+    )
+    np.save(tmp_path / "rows.npy", rows)
     code, out, err = cli(
         capsys, "score", edge_exports["loop"], tmp_path / "rows.npy", "--out", tmp_path / "s.npy"
     )
