@@ -93,33 +93,19 @@ def export(
     exporter: str = "iresnet_onnx",
     openvino_ir: bool = False,
 ) -> ExportResult:
-    """Export an ``iResNet`` or ``iResNetBlock`` to the folder ``out_dir``.
+    """Export an ``iResNet`` or ``iResNetBlock`` to the folder ``out_dir`` (see the README's
+    options list). ``spectral_norm``: "loop" (σ by a power-iteration Loop from the raw weights) or
+    "folded" (A′ baked in); ``inverse``: "loop" (data-dependent fixed-point Loops, testing every
+    ``steps_per_check`` steps) or "fixed" (a gated Scan sized for ‖y‖₂ ≤ ``input_radius``, for
+    runtimes without Loop); ``functions``: custom-domain ONNX functions instead of plain nodes;
+    ``ort_format``: also ``.ort`` files; ``openvino_ir``: also OpenVINO IR with uncompressed weights,
+    checked against the golden vectors on ``openvino:cpu``; ``exporter="torch"``: the same folder
+    through ``torch.onnx.export`` and :func:`iresnet_onnx.onnx_translation_table`; ``maxiter``,
+    ``atol``, ``rtol``: the inverse's defaults (the model passed in is untouched).
 
-    ``spectral_norm="loop"`` computes each σ in the graph by a power-iteration Loop from the raw
-    weights; ``"folded"`` bakes A′ into the initializers. ``inverse="loop"`` solves each block by a
-    data-dependent fixed-point Loop; ``"fixed"`` by a gated Scan of a step count fixed at export
-    from the contraction bound (for inputs with ‖y‖₂ ≤ ``input_radius``; for runtimes without
-    Loop). ``functions=True`` keeps the graph's components as custom-domain ONNX functions (for
-    Netron); the default writes plain standard-domain nodes that every runtime loads.
-    ``ort_format=True`` also writes ``forward.ort`` / ``inverse.ort`` / ``density.ort``
-    (onnxruntime's format for mobile and minimal builds). ``steps_per_check=K`` (default 8) makes
-    the inverse Loop test every K steps, which is twice as fast at batch 1; ``steps_per_check=1``
-    stops every row exactly where eager does. With ``validate`` (the default) the graphs are
-    compared with eager PyTorch on fresh inputs (batch sizes 1, 7, 257 and leading dims) on
-    ``runtimes`` (default onnxruntime CPU); a miss raises :class:`~iresnet_onnx.errors.ParityError`
-    and leaves the previous ``out_dir`` as it was (the rejected export goes to
-    ``<out_dir>.rejected``).
-
-    ``maxiter``, ``atol``, ``rtol`` replace the model's solver defaults in ``inverse.onnx`` (and in
-    the folder's checkpoint, so that the folder stays consistent); the model passed in is untouched.
-
-    ``openvino_ir=True`` also writes each graph as OpenVINO IR (``forward.xml`` + ``.bin``, …)
-    with uncompressed weights — OpenVINO's converter compresses them to fp16 by default —, hashed
-    in the manifest and checked against the golden vectors on ``openvino:cpu``.
-
-    ``exporter="torch"`` writes the same folder through ``torch.onnx.export(..., dynamo=True)`` and
-    :func:`iresnet_onnx.onnx_translation_table` (loop inverse, plain nodes): a cross-check of the
-    package's own exporter, from the same component definitions.
+    With ``validate`` the graphs are compared with eager PyTorch on fresh inputs on ``runtimes``
+    (default onnxruntime CPU); a miss raises :class:`~iresnet_onnx.errors.ParityError`, leaves the
+    previous ``out_dir`` as it was and sets the rejected export aside in ``<out_dir>.rejected``.
     """
     started = time.perf_counter()
     options = ExportOptions(
@@ -146,12 +132,7 @@ def export(
         )  # fmt: skip
         report = None
         if validation is not None:
-            report = parity.check(
-                model, folder, runtimes=validation,
-                batch_sizes=batch_sizes or parity.DEFAULT_BATCH_SIZES, seed=seed,
-            )  # fmt: skip
-            if openvino_ir:
-                report.rows += _ir_rows(folder, spec, golden)
+            report = _validate(model, folder, validation, batch_sizes, seed, openvino_ir, golden)
             report.export_dir = str(out_dir)
         content = _manifest_content(spec, options, graphs, report, golden)
         content["export_seconds"] = round(time.perf_counter() - started, 4)
@@ -161,6 +142,21 @@ def export(
     final = {role: out_dir / path.name for role, path in paths.items()}
     final["manifest"] = out_dir / MANIFEST
     return ExportResult(out_dir, final, time.perf_counter() - started, report, content)
+
+
+def _validate(
+    model: Any, folder: Path, runtimes: list[str], batch_sizes: tuple[int, ...] | None, seed: int,
+    openvino_ir: bool, golden: dict[str, Any],
+) -> Any:  # fmt: skip
+    """Parity of the written graphs against eager PyTorch, and of the IR against the golden
+    vectors: one report."""
+    report = parity.check(
+        model, folder, runtimes=runtimes, batch_sizes=batch_sizes or parity.DEFAULT_BATCH_SIZES,
+        seed=seed,
+    )  # fmt: skip
+    if openvino_ir:
+        report.rows += _ir_rows(folder, model_spec(model), golden)
+    return report
 
 
 def _validation_runtimes(runtimes: list[str] | None) -> list[str]:
