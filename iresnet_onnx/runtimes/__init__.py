@@ -1,8 +1,10 @@
 """One interface for every runtime: ``load(path, runtime, device) -> Session``, ``available()``.
 
 Runtimes: ``onnxruntime`` (cpu, cuda, tensorrt; ``.onnx`` and ``.ort`` files), ``openvino`` (cpu),
-``tract`` (cpu; graphs without Loop), ``reference`` (``onnx.reference``, cpu), and ``torch`` (the
-eager model from the export's checkpoint, cpu or cuda), which the model side registers through the
+``tract`` (cpu; graphs without Loop), ``reference`` (``onnx.reference``, cpu), ``node``
+(onnxruntime-node in a Node.js child process, cpu), ``web`` (onnxruntime-web's WASM backend in a
+headless Chromium page, wasm), and ``torch`` (the eager model from the export's checkpoint, cpu or
+cuda), which the model side registers through the
 ``iresnet_onnx.runtimes`` entry point group — as any other package may register a runtime.
 ``available()`` lists the ``"runtime:device"`` pairs that really run here; asking for anything else
 raises :class:`RuntimeUnavailableError` with that list — never a silent fallback.
@@ -50,6 +52,8 @@ class Runtime:
     """The devices on which it really runs here (may import the runtime; probed once)."""
     open: Callable[..., Session]
     """``open(path, device, **options) -> Session``."""
+    missing: Callable[[], str] | None = None
+    """Why it is not available here and what to install (for the error of :func:`require`)."""
 
 
 def _adapter(module: str, session: str) -> Callable[..., Session]:
@@ -85,6 +89,10 @@ BUILT_IN = (
     Runtime("tract", _probe("_tract", _installed("tract")), _adapter("_tract", "TractSession")),
     Runtime("reference", lambda: ("cpu",) if _installed("onnx")() else (),
             _adapter("_reference", "ReferenceSession")),
+    Runtime("node", _probe("_node", lambda: True), _adapter("_node", "NodeSession"),
+            lambda: importlib.import_module(f"{__name__}._node").missing()),
+    Runtime("web", _probe("_web", lambda: True), _adapter("_web", "WebSession"),
+            lambda: importlib.import_module(f"{__name__}._web").missing()),
 )  # fmt: skip
 
 
@@ -140,8 +148,10 @@ def require(runtime: str, device: str = "cpu") -> None:
         return
     table = _table()
     known = "" if runtime in table else f" (unknown runtime; runtimes are {', '.join(table)})"
+    missing = table[runtime].missing if runtime in table and not devices(runtime) else None
+    hint = f" ({missing()})" if missing is not None else ""
     raise RuntimeUnavailableError(
-        f"{runtime}:{device} is not available here{known}; available: {', '.join(available())}"
+        f"{runtime}:{device} is not available here{known}{hint}; available: {', '.join(available())}"
     )
 
 

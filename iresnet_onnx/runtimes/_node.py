@@ -1,0 +1,126 @@
+"""``node:cpu``: onnxruntime-node (onnxruntime's CPU engine for Node.js) in one long-lived Node.js
+child process per session; arrays cross as raw bytes (:mod:`._js`).
+
+onnxruntime-node 1.30 silently drops a feed whose name is not in ``session.inputNames``, and it
+lists no input that an initializer backs: ``maxiter``, ``atol`` and ``rtol`` of the inverse graph
+could not be fed. So, as for OpenVINO and tract, the graph goes to the child with those inputs made
+plain required inputs (:func:`~._session.inputs_with_defaults`), fed with the export's defaults
+unless a caller overrides them.
+"""
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import InvalidModelError, RuntimeUnavailableError, UnsupportedModelError
+from ._js import JsChild, decode, encode, lacking, require_tools
+from ._session import Session, check_threads, inputs_with_defaults, read_model
+
+__all__ = ["JsSession", "NodeSession", "available_devices", "missing"]
+
+PACKAGE = "onnxruntime-node"
+# onnxruntime's words for a kernel or type it does not have (the session cannot run this graph)
+_UNSUPPORTED = ("NOT_IMPLEMENTED", "Could not find an implementation", "not supported")
+
+
+def available_devices() -> tuple[str, ...]:
+    return () if missing() else ("cpu",)
+
+
+def missing() -> str:
+    """What node:cpu lacks here and how to install it ("" when nothing)."""
+    return "; ".join(lacking((PACKAGE,), browser=False)[1])
+
+
+class JsSession(Session):
+    """An exported graph in a JavaScript runtime behind a :class:`~._js.JsChild` (one child, one
+    graph). Options: ``threads`` (the engine's intra-op threads), ``timeout`` (seconds one call may
+    take before the child is declared hung and stopped; default 120)."""
+
+    script: ClassVar[str]
+    packages: ClassVar[tuple[str, ...]]
+    browser: ClassVar[bool] = False
+
+    def __init__(
+        self, path: str | Path, device: str, *, threads: int | None = None, timeout: float = 120.0
+    ):
+        if device != self.device:
+            raise RuntimeUnavailableError(
+                f"{self.runtime} has no device {device!r}; use {self.device}"
+            )
+        tools = require_tools(f"{self.runtime}:{self.device}", self.packages, self.browser)
+        proto, info = read_model(path)
+        super().__init__(info)
+        self._check_model(proto)
+        proto, self.defaults = inputs_with_defaults(proto)
+        self.output_names = [value.name for value in proto.graph.output]
+        self.child = self._start(tools, timeout)
+        try:
+            threads = check_threads(threads, self.runtime)
+            answer, _ = self._request(
+                {"op": "load", "threads": threads}, proto.SerializeToString(), max(timeout, 180)
+            )
+        except BaseException as error:
+            self.close()
+            if isinstance(error, InvalidModelError) and _unsupported(str(error)):
+                raise UnsupportedModelError(
+                    f"{self.runtime} cannot run {info.path}: {error}"
+                ) from error
+            raise
+        self.engine = answer.get("version")
+        self.last_ms: float | None = None
+        """How long the engine's own ``session.run`` took in the last call (ms), inside the child."""
+
+    def _check_model(self, proto: Any) -> None:
+        """Refuse a graph this runtime cannot run, before the child is started (none here)."""
+
+    def _start(self, tools: dict[str, Path], timeout: float) -> JsChild:
+        """The child that runs this session's graph: its own Node.js process."""
+        what = f"{self.runtime}:{self.device} ({self.info.path.name})"
+        return JsChild(what, self.script, [str(tools["node_modules"])], timeout)
+
+    def _request(
+        self, header: dict[str, Any], payload: bytes = b"", timeout: float | None = None
+    ) -> tuple[dict[str, Any], bytes]:
+        return self.child.request(header, payload, timeout)
+
+    def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
+        feeds = dict(self.defaults)
+        for name, value in solver.items():
+            feeds[name] = np.asarray(value, dtype=self.defaults[name].dtype)
+        feeds[self.graph.input] = self._numpy(batch)
+        entries, payload = encode(feeds)
+        try:
+            answer, body = self._request({"op": "run", "tensors": entries}, payload)
+        except InvalidModelError as error:
+            if _unsupported(str(error)):
+                raise UnsupportedModelError(
+                    f"{self.runtime} cannot run {self.info.path}: {error}"
+                ) from error
+            raise
+        self.last_ms = answer.get("ms")
+        outputs = decode(answer["tensors"], body)
+        return {name: outputs[name] for name in self.output_names}
+
+    def close(self) -> None:
+        """End the child process (and its browser); safe to call more than once."""
+        child = getattr(self, "child", None)
+        if child is not None:
+            child.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _unsupported(message: str) -> bool:
+    return any(word in message for word in _UNSUPPORTED)
+
+
+class NodeSession(JsSession):
+    """An exported graph on onnxruntime-node (CPU) in a Node.js child process."""
+
+    runtime = "node"
+    device = "cpu"
+    script = "node_runner.mjs"
+    packages = (PACKAGE,)

@@ -1,0 +1,152 @@
+// web:wasm — onnxruntime-web's WASM backend in one page of a headless Chromium (Debian's), driven
+// by playwright-core from this Node.js process, one graph per process. argv: NODE_MODULES CHROMIUM.
+// The page is served by a server on 127.0.0.1 inside this process: onnxruntime-web's .mjs and
+// .wasm, the runner page and the graph. Requests (see protocol.mjs): load {threads} + the graph's
+// bytes; run {tensors} + their bytes; visit {url, ...} (open a page, wait for its verdict, optionally
+// take a screenshot); close.
+
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { decodeTensors, encodeTensors, requireFrom, serve } from "./protocol.mjs";
+
+const [nodeModules, chromiumPath] = process.argv.slice(2);
+const here = fileURLToPath(new URL(".", import.meta.url));
+const ortDist = join(nodeModules, "onnxruntime-web", "dist");
+const { chromium } = requireFrom(nodeModules)("playwright-core");
+
+// Chromium on a machine without a network hangs on connections it opens by itself (updates, QUIC
+// probes, sync); these flags keep it to the pages it is given. playwright-core adds --headless,
+// --no-sandbox (no chromiumSandbox) and a fresh temporary --user-data-dir of its own.
+const FLAGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+const TYPES = { ".mjs": "text/javascript", ".html": "text/html", ".wasm": "application/wasm" };
+const SERVED = {
+  "/runner.html": join(here, "runner.html"),
+  "/runner_page.mjs": join(here, "runner_page.mjs"),
+  "/ort/ort.wasm.min.mjs": join(ortDist, "ort.wasm.min.mjs"),
+  "/ort/ort-wasm-simd-threaded.mjs": join(ortDist, "ort-wasm-simd-threaded.mjs"),
+  "/ort/ort-wasm-simd-threaded.wasm": join(ortDist, "ort-wasm-simd-threaded.wasm"),
+};
+
+// one page per session (graph), keyed by the session's id; the graph and each call's input bytes
+// are served to that page only
+const sessions = new Map();
+const server = createServer(async (request, response) => {
+  const path = new URL(request.url, "http://localhost").pathname;
+  const [, kind, id] = path.split("/");
+  const session = sessions.get(id);
+  const body = session && kind === "model" ? session.model : session && kind === "inputs" ? session.inputs : null;
+  const file = SERVED[path];
+  if (body === null && file === undefined) {
+    response.writeHead(404).end();
+    return;
+  }
+  const extension = path.slice(path.lastIndexOf("."));
+  // cross-origin isolation lets onnxruntime-web use WASM threads (SharedArrayBuffer) if asked;
+  // onnxruntime-web's files may be cached: Chromium then reuses the compiled WASM in the next page
+  response.writeHead(200, {
+    "Content-Type": TYPES[extension] ?? "application/octet-stream",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cache-Control": file === undefined ? "no-store" : "max-age=86400",
+  });
+  response.end(body ?? (await readFile(file)));
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const origin = `http://127.0.0.1:${server.address().port}`;
+const browser = await chromium.launch({ executablePath: chromiumPath, args: FLAGS, headless: true });
+
+async function runnerPage(id) {
+  const page = await browser.newPage();
+  const lines = [];
+  page.on("console", (message) => lines.push(message.text()));
+  page.on("pageerror", (error) => lines.push(String(error)));
+  await page.goto(`${origin}/runner.html`);
+  try {
+    await page.waitForFunction(() => window.ortReady === true, null, { timeout: 60000 });
+  } catch (error) {
+    throw new Error(`onnxruntime-web did not start in Chromium: ${error.message} (${lines.join(" | ")})`);
+  }
+  return page;
+}
+
+async function load(header, payload) {
+  const started = performance.now();
+  const session = { model: Buffer.from(payload), inputs: Buffer.alloc(0), page: null };
+  sessions.set(header.id, session);
+  try {
+    session.page = await runnerPage();
+    const result = await session.page.evaluate(
+      ([id, threads]) => window.ortLoad(id, threads), [header.id, header.threads ?? 1],
+    );
+    console.error(`session ${header.id} created in ${(performance.now() - started).toFixed(0)} ms`);
+    return { header: { ...result, version: `Chromium ${browser.version()}` } };
+  } catch (error) {
+    await unload(header);
+    throw error;
+  }
+}
+
+async function run(header, payload) {
+  // the page fetches the input bytes from this process's server and returns its outputs as base64
+  // (page.evaluate carries JSON only): exact bytes both ways, no decimal text
+  const session = sessions.get(header.id);
+  if (session === undefined) throw new Error(`no session ${header.id}`);
+  session.inputs = Buffer.from(payload);
+  const result = await session.page.evaluate(
+    ([id, entries]) => window.ortRun(id, entries), [header.id, header.tensors],
+  );
+  session.inputs = Buffer.alloc(0);
+  const outputs = {};
+  for (const { name, dtype, dims, base64 } of result.tensors) {
+    const bytes = Buffer.from(base64, "base64");
+    outputs[name] = decodeTensors([{ name, dtype, dims, offset: 0, bytes: bytes.length }], bytes)[name];
+  }
+  const { entries, payload: bytes } = encodeTensors(outputs);
+  return { header: { tensors: entries, ms: result.ms }, payload: bytes };
+}
+
+async function unload(header) {
+  const session = sessions.get(header.id);
+  sessions.delete(header.id);
+  await session?.page?.close().catch(() => {});
+  return {};
+}
+
+async function visit(header) {
+  const viewport = { width: header.width ?? 1280, height: header.height ?? 900 };
+  const other = await browser.newPage({ viewport });
+  const lines = [];
+  other.on("console", (message) => lines.push(message.text()));
+  other.on("pageerror", (error) => lines.push(String(error)));
+  try {
+    await other.goto(header.url);
+    const selector = header.selector ?? "#verdict";
+    await other.waitForFunction(
+      (wanted) => document.querySelector(wanted)?.dataset.done === "true",
+      selector,
+      { timeout: (header.timeout ?? 120) * 1000 },
+    );
+    const text = await other.evaluate((wanted) => document.querySelector(wanted).textContent, selector);
+    const body = await other.evaluate(() => document.body.innerText);
+    if (header.screenshot) await other.screenshot({ path: header.screenshot, fullPage: true });
+    return { header: { text, body, console: lines } };
+  } catch (error) {
+    error.message = `${error.message} (page console: ${lines.slice(-5).join(" | ")})`;
+    throw error;
+  } finally {
+    await other.close();
+  }
+}
+
+async function end() {
+  await browser.close().catch(() => {});
+  server.close();
+}
+
+await serve({ load, run, unload, visit, close: async () => ({}) }, end);
