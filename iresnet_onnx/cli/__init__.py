@@ -46,6 +46,7 @@ NEEDS = {
     "inspect": {"onnx": "onnxruntime"},
     "score": {"onnx": "onnxruntime"},
     "batch": {"onnx": "onnxruntime", "ray": "ray", "pyarrow": "ray"},
+    "web": {},  # no Python extra: it copies files; npm's onnxruntime-web is checked by the command
 }
 
 

@@ -11,7 +11,7 @@ from .._layout import CHECKPOINT
 from ..errors import UsageError, VerificationError
 from ._arguments import load_hp_file
 
-__all__ = ["batch", "bench", "demo", "export", "inspect", "score", "train", "verify"]
+__all__ = ["batch", "bench", "demo", "export", "inspect", "score", "train", "verify", "web"]
 
 
 def print_json(data: Any) -> None:
@@ -291,4 +291,21 @@ def inspect(args: argparse.Namespace) -> int:
         print_json(info)
     else:
         print(render(info))
+    return 0
+
+
+def web(args: argparse.Namespace) -> int:
+    from .._site import build_site, check_site
+
+    if args.screenshot and not args.check:
+        raise UsageError("--screenshot needs --check (the page is opened to take it)")
+    out = build_site(args.dir, args.out)
+    print(f"site of {args.dir} written to {out}/; serve it over HTTP, e.g. "
+          f"python -m http.server -d {out}, and open the address it prints")  # fmt: skip
+    if not args.check:
+        return 0
+    result = check_site(out, screenshot=args.screenshot)
+    print(f"in headless Chromium: {result.verdict}")
+    if not result.passed:
+        raise VerificationError(f"the page of {out} says {result.verdict}")
     return 0

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, parents=[common])
 
-    for add in (_demo, _train, _export, _verify, _bench, _score, _batch, _inspect):
+    for add in (_demo, _train, _export, _verify, _bench, _score, _batch, _inspect, _web):
         add(command)
     return parser
 
@@ -222,3 +222,20 @@ def _inspect(command: Command) -> None:
     inspect.add_argument("path", help="an export folder or a .onnx file")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=run.inspect)
+
+
+def _web(command: Command) -> None:
+    web = command(
+        "web",
+        "a static site that verifies an export's golden vectors in the browser (onnxruntime-web, "
+        'WASM): serve SITE over HTTP and open it; the verdict is in <output id="verdict">',
+    )
+    web.add_argument("dir", help="an export folder")
+    web.add_argument("--out", required=True, help="the site folder to write (replaced whole)")
+    web.add_argument(
+        "--check", action="store_true",
+        help="then serve it on 127.0.0.1 and open it in headless Chromium: exit 1 unless the page "
+        "says PASSED",
+    )  # fmt: skip
+    web.add_argument("--screenshot", help="with --check: save a PNG of the whole page here")
+    web.set_defaults(handler=run.web)
