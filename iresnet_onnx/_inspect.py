@@ -80,8 +80,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
         for graph in GRAPHS.values():
             file = path / graph.file
             if graph.file in manifest["files"] or file.exists():  # density.onnx: since 0.2
-                proto, _ = read_model(file)
-                graphs[graph.file] = graph_summary(proto)
+                graphs[graph.file] = _summary(file)
         return {
             "path": str(path),
             "graphs": graphs,
@@ -90,8 +89,26 @@ def inspect_path(path: Path) -> dict[str, Any]:
         }
     if not path.exists():
         raise InvalidModelError(f"{path}: no such file or folder")
-    proto, _ = read_model(path)
-    return {"path": str(path), "graphs": {path.name: graph_summary(proto)}}
+    return {"path": str(path), "graphs": {path.name: _summary(path)}}
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    """:func:`graph_summary` of an exported graph, with the solver inputs it still takes."""
+    proto, info = read_model(path)
+    summary = graph_summary(proto)
+    if info.graph.optional_inputs:
+        summary["solver_inputs"] = list(info.solver_inputs)
+        summary["solver_defaults"] = info.solver
+    return summary
+
+
+def _solver(graph: dict[str, Any]) -> list[str]:
+    if "solver_inputs" not in graph:
+        return []
+    defaults = ", ".join(f"{k}={v}" for k, v in graph["solver_defaults"].items())
+    if graph["solver_inputs"]:
+        return [f"  solver inputs: {', '.join(graph['solver_inputs'])} (defaults {defaults})"]
+    return [f"  solver inputs: none — folded into the graph, which runs at {defaults}"]
 
 
 def _shape(value: dict[str, Any]) -> str:
@@ -115,6 +132,7 @@ def render(info: dict[str, Any]) -> str:
               for v in graph["inputs"]),
             "  outputs:",
             *(f"    {v['name']}: {v['dtype']}{_shape(v)}" for v in graph["outputs"]),
+            *_solver(graph),
             f"  functions: {', '.join(graph['functions']) or 'none (plain standard-domain nodes)'}",
             f"  Loop nodes: {sum(loop['op'] == 'Loop' for loop in graph['loops'])}, Scan nodes: "
             f"{sum(loop['op'] == 'Scan' for loop in graph['loops'])}",
