@@ -42,7 +42,7 @@ def load_data(path: str | Path, min_rows: int = 2) -> np.ndarray:
         raise DataError(
             f"input {path}: expected shape [N, n] with N ≥ {min_rows}, got {[spec.rows, spec.width]}"
         )
-    tally = Tally(path, "reject")  # every row must be finite
+    tally = Tally(spec.path, "reject")  # every row must be finite
     chunks = []
     for chunk in read_chunks(spec, _CHUNK_ROWS, np.float32):
         finite = chunk.finite

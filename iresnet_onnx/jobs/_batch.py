@@ -137,7 +137,7 @@ def run_batch(
     flags = ("converged",) * (graph == "inverse") + ("valid",) * (nonfinite == "flag")
     columns = Columns(info.graph.main, None if info.graph.main == "log_prob" else info.input_size,
                       info.dtype, ids=True, flags=flags)  # fmt: skip
-    tally = Tally(data, nonfinite, info.graph, info.dtype.name)
+    tally = Tally(source.path, nonfinite, info.graph, info.dtype.name)
     summary = BatchSummary(source.rows, 0.0, 0.0, graph, runtime, out)
     with open_sink(out, source.rows, columns) as sink, job_ray(address) as ray_start_seconds:
         import ray

@@ -72,7 +72,7 @@ def describe_input(
 
     ``column``: the Parquet list column of features. ``every``: a CSV's rows are indexed every so
     many rows (a worker's read seeks to the mark before its first row)."""
-    path = Path(path)
+    path = Path(path).absolute()  # a Ray worker's working folder is not the driver's
     if not path.exists():
         raise DataError(f"input {path}: no such file")
     if path.is_dir() or path.suffix == ".parquet":
@@ -186,6 +186,8 @@ def convert(
     dtype = np.dtype(dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         values = np.ascontiguousarray(raw, dtype=dtype)
+    if not values.flags.writeable:  # a memory-mapped file's own pages: torch warns on them
+        values = values.copy()
     if raw.dtype.kind == "f" and np.finfo(raw.dtype).max > np.finfo(dtype).max:
         overflow = np.isfinite(raw) & ~np.isfinite(values)
         if overflow.any():

@@ -85,7 +85,7 @@ def score_file(
                                 every=batch_size)  # fmt: skip
         columns = Columns(DENSITY.main, None, info.dtype,
                           flags=("valid",) if nonfinite == "flag" else ())  # fmt: skip
-        tally = Tally(data, nonfinite, DENSITY, info.dtype.name)
+        tally = Tally(source.path, nonfinite, DENSITY, info.dtype.name)
         started = time.perf_counter()
         with open_sink(out, source.rows, columns) as sink, tqdm(
             total=source.rows, desc="score", unit="row", disable=not progress

@@ -126,9 +126,8 @@ def check_space(out: Path, needed: int) -> None:
 
 
 def _no_space(out: Path, error: Exception) -> OutputError:
-    return OutputError(
-        f"cannot write {out}: no space left on the device; nothing was written ({error})"
-    )
+    log.debug("%s: %s", out, error)
+    return OutputError(f"cannot write {out}: no space left on the device; nothing was written")
 
 
 @contextlib.contextmanager
