@@ -60,9 +60,14 @@ def load_checkpoint(path: str | Path) -> iResNet | iResNetBlock:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's message goes on to advise weights_only=False, which would run the file's code:
+        # keep only its reason
+        reasons = [line.strip() for line in str(error).splitlines()
+                   if "WeightsUnpickler error" in line or "Unsupported" in line]  # fmt: skip
+        detail = f": {reasons[0].split('. ')[0]}" if reasons else ""  # the reason, not the advice
         raise CheckpointError(
             f"checkpoint {path}: refused to unpickle: it is corrupt or holds objects other than "
-            f"tensors and plain data (possibly code): {str(error).splitlines()[0]}"
+            f"tensors and plain data (possibly code){detail}"
         ) from error
     except Exception as error:  # torch.load raises many types (IndexError, KeyError, …) for garbage
         raise CheckpointError(

@@ -48,6 +48,11 @@ IRESNET_HP: Final = {
 }
 NBLOCKS_LIMIT: Final = 10_000
 """More blocks than any flow uses: a bound before anything is built."""
+WIDTH_LIMIT: Final = 1 << 20
+"""The widest input_size or hidden_size accepted."""
+LAYER_LIMIT: Final = 1 << 28
+"""The most weights one layer may hold (1 GiB of float32): a bound before anything is allocated
+(a layer's cold-start power iteration would otherwise run for minutes, or the allocation fail)."""
 
 _LINODENET_KEYS: Final = {
     "iResNetBlock": ("activation_config", "input_size", "output_size", "rezero"),
@@ -65,8 +70,15 @@ def block_hp(input_size: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     if hp["hidden_size"] is None:
         hp["hidden_size"] = max(1, math.isqrt(input_size))
     hidden = hp["hidden_size"]
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-        raise UsageError(f"iResNetBlock: hidden_size must be a positive int, got {hidden!r}")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= WIDTH_LIMIT:
+        raise UsageError(
+            f"iResNetBlock: hidden_size must be a positive int up to {WIDTH_LIMIT:,}, got {hidden!r}"
+        )
+    if input_size * hidden > LAYER_LIMIT:
+        raise UsageError(
+            f"iResNetBlock: input_size × hidden_size = {input_size * hidden:,} weights per layer; "
+            f"at most {LAYER_LIMIT:,} are accepted"
+        )
     if hp["variant"] not in VARIANTS:
         raise UsageError(
             f"iResNetBlock: unknown variant {hp['variant']!r}; choose one of {', '.join(VARIANTS)}"
@@ -133,9 +145,11 @@ def _check_input_size(input_size: Any, hp: dict, owner: str) -> int:
     if (
         isinstance(input_size, bool)
         or not isinstance(input_size, numbers.Integral)
-        or input_size < 1
+        or not 1 <= input_size <= WIDTH_LIMIT
     ):
-        raise UsageError(f"{owner}: input_size must be a positive int, got {input_size!r}")
+        raise UsageError(
+            f"{owner}: input_size must be a positive int up to {WIDTH_LIMIT:,}, got {input_size!r}"
+        )
     if hp.get("input_size") not in (None, input_size):
         raise UsageError(f"{owner}: HP input_size={hp['input_size']} contradicts {input_size}")
     return int(input_size)

@@ -177,6 +177,10 @@ def _size(entry: dict[str, Any]) -> str:
 def _validation(validation: dict[str, Any] | None) -> str:
     if validation is None:
         return "not run"
-    worst = max((row["max_abs"] / row["tolerance"] for row in validation["rows"]), default=0.0)
+    worst = max(
+        (row["max_abs"] / row["tolerance"] if row["tolerance"] > 0 else float("inf")
+         for row in validation["rows"]),
+        default=0.0,
+    )  # fmt: skip
     verdict = "passed" if validation["passed"] else "FAILED"
     return f"{verdict}, {len(validation['rows'])} rows, worst error {worst:.2g} of its tolerance"

@@ -130,11 +130,16 @@ def check(
     return report
 
 
+BATCH_LIMIT = 100_000
+"""The largest batch a parity check draws: a check, not a workload (and its inputs fit memory)."""
+
+
 def _check_batch_sizes(batch_sizes: tuple[int, ...]) -> None:
     if not batch_sizes or any(
-        isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in batch_sizes
+        isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= BATCH_LIMIT
+        for b in batch_sizes
     ):
-        raise UsageError(f"batch_sizes must be positive ints, got {batch_sizes!r}")
+        raise UsageError(f"batch_sizes must be ints in 1…{BATCH_LIMIT:,}, got {batch_sizes!r}")
 
 
 def _settings(model: Any, dtype: str, steps_per_check: int, np_dtype: np.dtype) -> _Settings:

@@ -375,3 +375,12 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path, saved, write):
         load_checkpoint(path)
     assert str(path) in str(info.value)
     assert CALLS == []
+
+
+def test_a_refused_pickle_never_advises_weights_only_false(tmp_path):
+    """torch's message goes on to suggest weights_only=False, which would run the code."""
+    path = tmp_path / "code.pt"
+    torch.save({"format": "iresnet-onnx-checkpoint", "payload": print}, path)
+    with pytest.raises(CheckpointError, match="refused to unpickle") as caught:
+        load_checkpoint(path)
+    assert "weights_only" not in str(caught.value) and "GLOBAL print" in str(caught.value)

@@ -501,3 +501,17 @@ def test_ctrl_c_during_an_export_exits_130_and_keeps_the_good_export(tmp_path):
     assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
     assert {p.relative_to(out): sha256(p) for p in sorted(out.rglob("*")) if p.is_file()} == good
     assert not list(tmp_path.glob(".export.*"))
+
+
+def test_sizes_past_the_bounds_are_bad_input_not_a_crash(cli, export_dir, tmp_path):
+    """verify --batch-sizes 10**12 was a MemoryError (exit 3), train --hidden-size 10**12 an
+    allocation error (issue 22, item 13)."""
+    result = cli(
+        "verify", export_dir, "--runtime", "onnxruntime:cpu", "--batch-sizes", "1000000000000"
+    )
+    assert_clean_failure(result, 2, "batch_sizes must be ints in 1…100,000")
+    np.save(tmp_path / "d.npy", np.zeros((8, 2), np.float32))
+    result = cli(
+        "train", tmp_path / "d.npy", "--out", tmp_path / "r", "--hidden-size", "1000000000000"
+    )
+    assert_clean_failure(result, 2, "hidden_size must be a positive int up to")

@@ -25,3 +25,11 @@ def test_folder_and_file(exported):
     single = inspect_path(result.inverse)
     assert list(single["graphs"]) == ["inverse.onnx"] and "manifest" not in single
     assert "x: float32[batch, 6]" in render(single)
+
+
+def test_a_manifest_tolerance_of_zero_renders(exported):
+    """inspect divided by each row's tolerance: 0 in a hand-edited manifest was exit 3."""
+    result = exported("inspection", make_model(6, 2, variant="mlp"))
+    info = inspect_path(result.out_dir)
+    info["manifest"]["validation"]["rows"][0]["tolerance"] = 0.0
+    assert "worst error inf of its tolerance" in render(info)

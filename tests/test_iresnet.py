@@ -200,6 +200,7 @@ def test_float64_and_dtype_follow_the_input():
         ({"iResNetBlock": {"maxiter": 0}}, "maxiter must be an int in 1…1,000,000"),
         ({"iResNetBlock": {"atol": -1.0}}, "atol must be finite and ≥ 0"),
         ({"iResNetBlock": {"hidden_size": 0}}, "hidden_size must be a positive int"),
+        ({"iResNetBlock": {"hidden_size": 10**12}}, "hidden_size must be a positive int up to"),
         ({"iResNetBlock": {"colour": "red"}}, "unknown hyperparameter 'colour'"),
         ({"nblocks": 0}, "nblocks must be an int in 1…10,000"),
         ({"depth": 3}, "unknown hyperparameter 'depth'"),
@@ -208,6 +209,14 @@ def test_float64_and_dtype_follow_the_input():
 def test_bad_hyperparameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         iResNet(4, **kwargs)
+
+
+def test_sizes_are_bounded_before_anything_is_allocated():
+    """`train --hidden-size 100000000` would allocate and cold-start gigabytes (issue 22, 13)."""
+    with pytest.raises(ValueError, match="weights per layer; at most"):
+        iResNet(2**12, iResNetBlock={"hidden_size": 2**17})
+    with pytest.raises(ValueError, match="input_size must be a positive int up to"):
+        iResNetBlock(10**12)
 
 
 def test_bad_input():

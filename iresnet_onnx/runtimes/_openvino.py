@@ -62,7 +62,9 @@ class OpenVinoSession(Session):
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as error:  # OpenVINO raises its own RuntimeError/GeneralFailure
-            raise InvalidModelError(f"OpenVINO cannot compile {info.path}: {error}") from error
+            raise InvalidModelError(
+                f"OpenVINO cannot compile {info.path}: {_one_line(error)}"
+            ) from error
         # by the graph's names: an output port can carry several (get_any_name picks any)
         self.output_names = list(info.graph.outputs)
         self._ports = [self.compiled.output(name) for name in self.output_names]
@@ -80,6 +82,12 @@ class OpenVinoSession(Session):
         }
 
 
+def _one_line(error: Exception) -> str:
+    """OpenVINO's messages span many lines, the reason last (a command line shows one line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " | ".join(lines)[-600:]
+
+
 def _read_onnx(core: Any, proto: Any, info: ModelInfo) -> Any:
     try:
         with tempfile.TemporaryDirectory() as tmp:  # the ONNX frontend reads files
@@ -87,7 +95,7 @@ def _read_onnx(core: Any, proto: Any, info: ModelInfo) -> Any:
             edited.write_bytes(proto.SerializeToString())
             return core.read_model(str(edited))
     except Exception as error:
-        raise InvalidModelError(f"OpenVINO cannot load {info.path}: {error}") from error
+        raise InvalidModelError(f"OpenVINO cannot load {info.path}: {_one_line(error)}") from error
 
 
 def save_ir(onnx_path: Path, xml_path: Path) -> Path:
@@ -117,7 +125,9 @@ def _read_ir(core: Any, path: Path, like: ModelInfo | None) -> tuple[Any, ModelI
     try:
         model = core.read_model(str(path))
     except Exception as error:
-        raise InvalidModelError(f"OpenVINO cannot read the IR {path}: {error}") from error
+        raise InvalidModelError(
+            f"OpenVINO cannot read the IR {path}: {_one_line(error)}"
+        ) from error
     metadata, defaults = {}, {}
     if model.has_rt_info([_RT_INFO]):
         for key in ("graph", "hp", "dtype", "spectral_norm", "steps_per_check", "maxiter_cap",

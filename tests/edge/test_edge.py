@@ -147,3 +147,51 @@ def test_score_without_torch_reproduces_the_golden_log_probs(edge_exports, capsy
     assert code == 0, err
     assert "scored 64 rows" in out
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), outputs["log_prob"], atol=1e-4)
+
+
+def copy_folder(source: Path, target: Path) -> Path:
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(path.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("name", ["input_0.pb", "output_0.pb"])
+def test_a_missing_golden_file_is_a_failed_verification_naming_it(
+    edge_exports, capsys, tmp_path, name
+):
+    folder = copy_folder(edge_exports["loop"], tmp_path / "missing")
+    (folder / "golden" / "forward" / "test_data_set_1" / name).unlink()
+    code, _, err = cli(capsys, "verify", folder, "--golden", "--runtime", "onnxruntime:cpu")
+    assert code == 1, err
+    assert f"golden/forward/test_data_set_1/{name}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(dtype="float16"), "dtype 'float16'"),
+        (lambda m: m["golden"].pop("solver"), "golden.solver must hold"),
+        (lambda m: m["golden"].update(graphs=["forward"]), "golden.graphs must map"),
+        (lambda m: m["golden"]["graphs"].update(forward=["../elsewhere"]), "inside the export"),
+    ],
+    ids=["dtype", "no-solver", "graphs-list", "outside"],
+)
+def test_a_malformed_golden_manifest_is_bad_input(edge_exports, capsys, tmp_path, edit, message):
+    folder = copy_folder(edge_exports["loop"], tmp_path / "manifest")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = cli(capsys, "verify", folder, "--golden", "--runtime", "onnxruntime:cpu")
+    assert code == 2 and message in err, err
+
+
+def test_a_case_folder_that_is_not_there_fails_naming_it(edge_exports, capsys, tmp_path):
+    folder = copy_folder(edge_exports["loop"], tmp_path / "case")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["golden"]["graphs"]["forward"].append("golden/forward/test_data_set_9")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = cli(capsys, "verify", folder, "--golden", "--runtime", "onnxruntime:cpu")
+    assert code == 1 and "golden/forward/test_data_set_9/input_0.pb is missing" in err, err

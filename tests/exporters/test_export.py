@@ -178,3 +178,19 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path):
 def test_bad_arguments(tmp_path, model, kwargs, error, message):
     with pytest.raises(error, match=message):
         export(model if model is not None else iResNet(3, nblocks=1), tmp_path, **kwargs)
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    """Temporary files and folders are private (0600, 0700) until they are renamed into place;
+    the outputs then get what the umask gives any new file (issue 22, item 12)."""
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        export(make_model(3, 1), tmp_path / "out", validate=False)
+    finally:
+        os.umask(previous)
+    out = tmp_path / "out"
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+    for name in ("model.pt", "manifest.json", "forward.onnx"):
+        assert oct((out / name).stat().st_mode & 0o777) == oct(0o644), name
