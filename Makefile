@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(RUNTIME_EXTRA)
 EDGE_STAMP := $(EDGE_VENV)/.installed
 
-.PHONY: venv edge-venv demo test test-full test-edge lint bench clean
+.PHONY: venv edge-venv js demo test test-full test-edge lint bench clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,21 @@ $(EDGE_STAMP): pyproject.toml
 	$(EDGE_VENV)/bin/python -m pip install --quiet -e ".[onnxruntime]" "pytest>=8" "pytest-timeout>=2.2"
 	touch $@
 
+# the JavaScript runtimes (node:cpu, web:wasm) and the web page: the npm packages pinned in
+# package-lock.json, and Debian's Chromium (and Node.js) where missing and we are root (CI is); never a
+# browser build downloaded by a driver
+js: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: venv
 	$(BIN)/iresnet-onnx demo --out $(OUT)
 
@@ -45,8 +60,9 @@ demo: venv
 # alone skips them), then the runtime-only tests in the torch-free environment
 test: test-full test-edge
 
-test-full: venv
-	$(BIN)/python -m pytest -m ""
+# IRESNET_ONNX_REQUIRE_JS=1: the Node.js / Chromium tests fail instead of skipping
+test-full: venv js
+	IRESNET_ONNX_REQUIRE_JS=1 $(BIN)/python -m pytest -m ""
 
 test-edge: venv edge-venv
 	rm -rf $(EDGE_EXPORTS)

@@ -13,9 +13,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InvalidModelError, RuntimeUnavailableError, UnsupportedModelError
+from ..errors import InvalidModelError, RuntimeUnavailableError, UnsupportedModelError, UsageError
 from ._js import JsChild, decode, encode, lacking, require_tools
-from ._session import Session, check_threads, inputs_with_defaults, read_model
+from ._session import (
+    Session,
+    check_solver_inputs,
+    check_threads,
+    inputs_with_defaults,
+    read_model,
+)
 
 __all__ = ["JsSession", "NodeSession", "available_devices", "missing"]
 
@@ -50,14 +56,13 @@ class JsSession(Session):
                 f"{self.runtime} has no device {device!r}; use {self.device}"
             )
         tools = require_tools(f"{self.runtime}:{self.device}", self.packages, self.browser)
+        threads = check_threads(threads, self.runtime)
         proto, info = read_model(path)
         super().__init__(info)
-        self._check_model(proto)
         proto, self.defaults = inputs_with_defaults(proto)
         self.output_names = [value.name for value in proto.graph.output]
         self.child = self._start(tools, timeout)
         try:
-            threads = check_threads(threads, self.runtime)
             answer, _ = self._request(
                 {"op": "load", "threads": threads}, proto.SerializeToString(), max(timeout, 180)
             )
@@ -69,11 +74,6 @@ class JsSession(Session):
                 ) from error
             raise
         self.engine = answer.get("version")
-        self.last_ms: float | None = None
-        """How long the engine's own ``session.run`` took in the last call (ms), inside the child."""
-
-    def _check_model(self, proto: Any) -> None:
-        """Refuse a graph this runtime cannot run, before the child is started (none here)."""
 
     def _start(self, tools: dict[str, Path], timeout: float) -> JsChild:
         """The child that runs this session's graph: its own Node.js process."""
@@ -83,9 +83,29 @@ class JsSession(Session):
     def _request(
         self, header: dict[str, Any], payload: bytes = b"", timeout: float | None = None
     ) -> tuple[dict[str, Any], bytes]:
-        return self.child.request(header, payload, timeout)
+        child = self.__dict__.get("child")
+        if child is None:
+            raise RuntimeUnavailableError(f"{self!r} is closed")
+        return child.request(header, payload, timeout)
+
+    def echo(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The arrays sent to the runtime's side and back, untouched (a check of the transport)."""
+        entries, payload = encode(arrays)
+        answer, body = self._request({"op": "echo", "tensors": entries}, payload)
+        return decode(answer["tensors"], body)
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
+        return self._call(batch, solver)[0]
+
+    def run_timed(self, array: np.ndarray, **solver: Any) -> tuple[dict[str, np.ndarray], float]:
+        """Every output for a ``[batch, n]`` array, and the milliseconds the engine's own
+        ``session.run`` took inside the child (the rest of a call's time is the transport)."""
+        batch, leading = self._prepare(array)
+        if len(leading) != 1 or batch.shape[0] == 0:
+            raise UsageError("run_timed takes a non-empty [batch, n] array")
+        return self._call(batch, check_solver_inputs(self.info, solver))
+
+    def _call(self, batch: Any, solver: dict[str, Any]) -> tuple[dict[str, np.ndarray], float]:
         feeds = dict(self.defaults)
         for name, value in solver.items():
             feeds[name] = np.asarray(value, dtype=self.defaults[name].dtype)
@@ -99,13 +119,12 @@ class JsSession(Session):
                     f"{self.runtime} cannot run {self.info.path}: {error}"
                 ) from error
             raise
-        self.last_ms = answer.get("ms")
         outputs = decode(answer["tensors"], body)
-        return {name: outputs[name] for name in self.output_names}
+        return {name: outputs[name] for name in self.output_names}, float(answer.get("ms", 0.0))
 
     def close(self) -> None:
-        """End the child process (and its browser); safe to call more than once."""
-        child = getattr(self, "child", None)
+        """End the child process; safe to call more than once."""
+        child = self.__dict__.pop("child", None)
         if child is not None:
             child.close()
 

@@ -90,7 +90,7 @@ class WebSession(JsSession):
     def _request(
         self, header: dict[str, Any], payload: bytes = b"", timeout: float | None = None
     ) -> tuple[dict[str, Any], bytes]:
-        return self.child.request({**header, "id": self.page_id}, payload, timeout)
+        return super()._request({**header, "id": self.page_id}, payload, timeout)
 
     def close(self) -> None:
         """Close this session's page (the browser ends with its last page); idempotent."""

@@ -86,8 +86,14 @@ export async function serve(handlers, onEnd) {
   process.exit(0);
 }
 
+// the tensors back as they came: what the tests hold the transport to (bytes in = bytes out)
+function echo(header, payload) {
+  const { entries, payload: bytes } = encodeTensors(decodeTensors(header.tensors, payload));
+  return { header: { tensors: entries }, payload: bytes };
+}
+
 async function answer(handlers, header, payload) {
-  const handler = handlers[header.op];
+  const handler = handlers[header.op] ?? (header.op === "echo" ? echo : undefined);
   try {
     if (handler === undefined) throw new Error(`unknown request ${header.op}`);
     const result = (await handler(header, payload)) ?? {};

@@ -39,4 +39,13 @@ window.ortRun = async (id, entries) => {
   return { tensors, ms };
 };
 
+// the input tensors back as they arrived in the page (the transport's test)
+window.ortEcho = async (id, entries) => {
+  const payload = new Uint8Array(await (await fetch(`/inputs/${id}`)).arrayBuffer());
+  const tensors = entries.map(({ name, dtype, dims, offset, bytes }) => ({
+    name, dtype, dims, base64: toBase64(payload.subarray(offset, offset + bytes)),
+  }));
+  return { tensors, ms: 0 };
+};
+
 window.ortReady = true;

@@ -60,9 +60,12 @@ const server = createServer(async (request, response) => {
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({ executablePath: chromiumPath, args: FLAGS, headless: true });
+// one browser context for the runner's pages: they share its HTTP cache, so Chromium compiles
+// onnxruntime-web's 14 MB WASM module once and the next page takes it from the code cache
+const context = await browser.newContext();
 
-async function runnerPage(id) {
-  const page = await browser.newPage();
+async function runnerPage() {
+  const page = await context.newPage();
   const lines = [];
   page.on("console", (message) => lines.push(message.text()));
   page.on("pageerror", (error) => lines.push(String(error)));
@@ -81,6 +84,7 @@ async function load(header, payload) {
   sessions.set(header.id, session);
   try {
     session.page = await runnerPage();
+    console.error(`session ${header.id}: page ready in ${(performance.now() - started).toFixed(0)} ms`);
     const result = await session.page.evaluate(
       ([id, threads]) => window.ortLoad(id, threads), [header.id, header.threads ?? 1],
     );
@@ -92,14 +96,15 @@ async function load(header, payload) {
   }
 }
 
-async function run(header, payload) {
+// run: the graph on the tensors; echo: the tensors back through the page (the transport's test)
+async function run(header, payload, op = "ortRun") {
   // the page fetches the input bytes from this process's server and returns its outputs as base64
   // (page.evaluate carries JSON only): exact bytes both ways, no decimal text
   const session = sessions.get(header.id);
   if (session === undefined) throw new Error(`no session ${header.id}`);
   session.inputs = Buffer.from(payload);
   const result = await session.page.evaluate(
-    ([id, entries]) => window.ortRun(id, entries), [header.id, header.tensors],
+    ([name, id, entries]) => window[name](id, entries), [op, header.id, header.tensors],
   );
   session.inputs = Buffer.alloc(0);
   const outputs = {};
@@ -149,4 +154,5 @@ async function end() {
   server.close();
 }
 
-await serve({ load, run, unload, visit, close: async () => ({}) }, end);
+const echo = (header, payload) => run(header, payload, "ortEcho");
+await serve({ load, run, echo, unload, visit, close: async () => ({}) }, end);
