@@ -116,7 +116,8 @@ def test_bad_arguments_are_refused_before_ray_starts(export_dir, tmp_path):
 
 
 def test_bad_input_and_outputs_are_refused_before_ray_starts(export_dir, tmp_path, monkeypatch):
-    """issue 22, items 1, 4, 6, 7, 8, 15: what the driver can know is known before Ray starts."""
+    """issue 22, items 1, 4, 6, 7, 8, 15: what the driver can know is known before Ray starts
+    (and an address where no Ray answers is said at once, not after minutes of retries)."""
     np.save(tmp_path / "x.npy", data(100))
     (tmp_path / "link.npy").symlink_to(tmp_path / "x.npy")
     (tmp_path / "empty.npy").write_bytes(b"")
@@ -136,6 +137,7 @@ def test_bad_input_and_outputs_are_refused_before_ray_starts(export_dir, tmp_pat
         ("strings.parquet", "o.npy", {}, DataError, "holds lists of string, not of numbers"),
         ("ids.parquet", "o.npy", {}, DataError, "'id' column holds string, not integers"),
         ("x.npy", "o.npy", {"runtime": "tract:cpu"}, ValueError, "tract cannot run"),
+        ("x.npy", "o.npy", {"address": "127.0.0.1:1"}, ValueError, "no Ray cluster answers"),
     ]
     folders = worker_folders()
     for source, out, options, error, message in cases:
@@ -378,7 +380,9 @@ def test_outputs_that_overflow_are_refused_or_named(local_ray, export_dir, tmp_p
     assert np.array_equal(np.isfinite(written[:, 1]), finite)
 
 
-def test_a_write_that_fails_during_the_job_leaves_nothing(local_ray, export_dir, tmp_path, monkeypatch):
+def test_a_write_that_fails_during_the_job_leaves_nothing(
+    local_ray, export_dir, tmp_path, monkeypatch
+):
     np.save(tmp_path / "x.npy", data(3000, seed=12))
     write = _sinks.ParquetSink._write
 

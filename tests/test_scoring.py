@@ -168,6 +168,9 @@ def test_csv_text_that_is_not_rows_is_named_by_line(export_dir, tmp_path, capsys
         "latin1.csv": (b"a,b,c,d,e\n1,2,3,4,5\n\xe9,2,3,4,5\n", "line 3 is not UTF-8 text (byte 0xe9"),
         "ragged.csv": (b"1,2,3,4,5\n1,2,3\n", "row 1 (line 2) has 3 cells; the first row has 5"),
         "words.csv": (b"a,b,c,d,e\n1,2,3,4,5\n1,2,x,4,5\n", "row 1: column 'c' holds 'x', not a number"),
+        "mac.csv": (b"1,2,3,4,5\r1,2,3,4,5\r", "line 1 holds a carriage return"),
+        "twice.csv": (b"a,b,id,c,id,d\n1,2,3,4,5,6\n", "the header names 'id' twice"),
+        "huge.csv": (b"1,2,3,4,5\n1,2,3,4," + b"9" * 400 + b"\n", "row 1: 99999999999999999… is beyond float64's range"),
     }  # fmt: skip
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
@@ -177,6 +180,27 @@ def test_csv_text_that_is_not_rows_is_named_by_line(export_dir, tmp_path, capsys
 
 
 # --- numbers the model cannot take or give (items 9, 14) ---------------------------------------
+
+
+def test_npy_files_that_are_not_arrays_of_numbers_are_named(export_dir, tmp_path, capsys):
+    data = rows(6)
+    np.save(tmp_path / "objects.npy", np.array([[1, None]], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "flags.npy", data > 0)
+    np.save(tmp_path / "flat.npy", data[:, 0])
+    np.savez(tmp_path / "archive.npz", data=data)
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    (tmp_path / "short.npy").write_bytes((tmp_path / "flags.npy").read_bytes()[:-7])
+    cases = {
+        "objects.npy": "not a readable .npy array",  # never unpickled
+        "flags.npy": "holds bool values, not numbers",
+        "flat.npy": "expected shape [N, n], got [6]",
+        "archive.npy": "an .npz archive of arrays, not a .npy array",
+        "short.npy": "not a readable .npy array",
+    }
+    for name, message in cases.items():
+        assert score(export_dir, tmp_path / name, tmp_path / "s.npy") == 2
+        assert message in capsys.readouterr().err, name
+    assert not (tmp_path / "s.npy").exists()
 
 
 def test_values_beyond_float32_name_their_row(export_dir, tmp_path, capsys):

@@ -66,7 +66,7 @@ def train(args: argparse.Namespace) -> int:
         data, hp=hp, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
     )
     state = result.model.state_dict().values()
-    check_space(out / CHECKPOINT, sum(t.numel() * t.element_size() for t in state) + (1 << 20))
+    check_space(out / CHECKPOINT, sum(t.numel() * t.element_size() for t in state) + (1 << 16))
     created = not out.exists()
     try:
         path = save_checkpoint(result.model, out / CHECKPOINT)

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -87,6 +88,8 @@ def job_ray(address: str | None) -> Iterator[float]:
     if not owned and address is not None:
         raise UsageError(f"Ray is already running in this process; cannot also join {address}")
     folder = None
+    if owned and address is not None:
+        _check_reachable(address)
     if owned:
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         if address is None:
@@ -104,6 +107,19 @@ def job_ray(address: str | None) -> Iterator[float]:
             ray.shutdown()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` (or ``ray://host:port``) where nothing answers is a :class:`UsageError`
+    now: ``ray.init`` would retry for minutes. Other forms (``auto``) are Ray's to resolve."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"--address {address}: no Ray cluster answers there ({reason})") from None
 
 
 def _short_tmp() -> str | None:

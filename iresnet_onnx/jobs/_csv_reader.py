@@ -60,6 +60,11 @@ def _line_text(path: Path, raw: bytes, number: int) -> str | None:
         ) from None
     if not text or text.startswith("#"):
         return None
+    if "\r" in text:
+        raise DataError(
+            f"input {path}: line {number} holds a carriage return (lines ended by \\r alone?); "
+            "save the file with \\n or \\r\\n line ends"
+        )
     return text
 
 
@@ -103,6 +108,9 @@ def scan_csv(path: Path, every: int = 4096) -> tuple[int, CsvLayout]:
             if rows % every == 0:
                 marks.append((rows, start, number))
             rows += 1
+    if names is not None and len(set(names)) < len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise DataError(f"input {path}: the header names {', '.join(map(repr, twice))} twice")
     id_cell = names.index(ID) if names is not None and ID in names else None
     return rows, CsvLayout(names, cells, id_cell, tuple(marks), every)
 
@@ -147,9 +155,21 @@ def parse_csv(
         ids = None
         if layout.id_cell is not None:
             ids = np.loadtxt(texts, dtype=np.int64, usecols=[layout.id_cell], **options)[:, 0]
-        return values, ids, None
     except ValueError:
         return _parse_one_by_one(layout, texts)
+    return values, ids, _overflow(layout, texts, values)
+
+
+def _overflow(layout: CsvLayout, texts: list[str], values: np.ndarray) -> tuple[int, str] | None:
+    """The first number written out in full that float64 cannot hold (it parsed as ±Inf)."""
+    for index in np.flatnonzero(np.isinf(values).any(axis=1)).tolist():
+        cells = _cells(texts[index])
+        for column in np.flatnonzero(np.isinf(values[index])).tolist():
+            cell = cells[layout.features[column]]
+            if "inf" not in cell.lower():
+                shown = cell if len(cell) <= 20 else f"{cell[:17]}…"
+                return index, f"{shown} is beyond float64's range"
+    return None
 
 
 def _parse_one_by_one(

@@ -106,6 +106,9 @@ def open_npy(path: Path) -> np.ndarray:
     except (OSError, ValueError, EOFError) as error:
         # numpy cannot memory-map an array of zero bytes: read its header instead
         data = _empty_npy(path, error)
+    if not isinstance(data, np.ndarray):  # np.load opens a .npz archive whatever its name
+        data.close()
+        raise DataError(f"input {path}: an .npz archive of arrays, not a .npy array")
     if data.ndim != 2:
         raise DataError(f"input {path}: expected shape [N, n], got {list(data.shape)}")
     if data.dtype.kind not in "fiu":

@@ -121,11 +121,12 @@ def _list_width(file: Path, field_type: Any, column: str) -> int:
 
     if pa.types.is_fixed_size_list(field_type):
         return field_type.list_size
-    handle = pq.ParquetFile(file)
-    if handle.metadata.num_row_groups == 0:
-        return 0
-    lengths = pc.list_value_length(handle.read_row_group(0, columns=[column]).column(0)).drop_null()
-    return int(lengths[0].as_py()) if len(lengths) else 0
+    # a few rows at a time: a row group can hold millions, and only the first row is needed
+    for batch in pq.ParquetFile(file).iter_batches(batch_size=64, columns=[column]):
+        lengths = pc.list_value_length(batch.column(0)).drop_null()
+        if len(lengths):
+            return int(lengths[0].as_py())
+    return 0
 
 
 def parquet_tables(layout: ParquetLayout, chunk_rows: int) -> Iterator[Any]:
