@@ -153,7 +153,7 @@ def test_bad_input_and_outputs_are_refused_before_ray_starts(export_dir, tmp_pat
     assert left_behind(folders) == set()
 
 
-def test_a_changed_graph_is_a_verification_failure(export_dir, tmp_path, capsys):
+def test_a_changed_graph_is_refused(export_dir, tmp_path, capsys):
     copy = tmp_path / "export"
     shutil.copytree(export_dir, copy)
     shutil.copy(copy / "inverse.onnx", copy / "forward.onnx")
