@@ -31,6 +31,7 @@ from ._data import two_moons
 from ._demo_plot import GAUSSIAN_2D_INSIDE, inside_circles, plot
 from ._export import ExportResult, export
 from ._layout import CHECKPOINT
+from ._site import demo_site
 from ._training import train_flow
 from .bench import bench_export, format_table, machine, rows_to_dicts
 
@@ -54,6 +55,7 @@ OUTPUTS = (
     ("report.md", "parity and latency tables"),
     ("report.json", "the same, as data"),
     ("demo.png", "data, learned density, latent space, samples, training curve"),
+    ("web/", "a page that verifies onnx/ in the browser (serve it: python -m http.server -d web)"),
 )
 """What the demo writes, with a line each (the command line lists them when it is done)."""
 
@@ -86,6 +88,7 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
     trained = train_flow(data, hp=DEMO_HP, epochs=epochs, lr=DEMO_LR, seed=seed)
     save_checkpoint(trained.model, out / CHECKPOINT)
     exports = _exports(trained.model, out, step)
+    demo_site(exports["loop"].out_dir, out / "web")  # iresnet-onnx web onnx/ --out web/
     reports = {mode: result.report for mode, result in exports.items()}
     step("parity: " + ", ".join(
         f"{mode} {len(report.rows)} rows passed" for mode, report in reports.items()

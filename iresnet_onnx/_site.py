@@ -34,7 +34,7 @@ from ._layout import CHECKPOINT
 from ._manifest import read_manifest
 from .errors import InvalidModelError, RuntimeUnavailableError
 
-__all__ = ["SiteCheck", "build_site", "check_site", "serve_site"]
+__all__ = ["SiteCheck", "build_site", "check_site", "demo_site", "serve_site"]
 
 log = logging.getLogger("iresnet_onnx.site")
 
@@ -91,6 +91,16 @@ def build_site(export_dir: str | Path, out: str | Path) -> Path:
         write_text_atomic(folder / MARKER, json.dumps(site, indent=2) + "\n")
     log.info("site of %s written to %s (onnxruntime-web %s)", export_dir, out, ort_version)
     return out
+
+
+def demo_site(export_dir: Path, out: Path) -> Path | None:
+    """The demo's site of its loop-mode export, or None (with a log line saying what to install)
+    where onnxruntime-web's npm package is absent: the demo's Python outputs do not depend on it."""
+    try:
+        return build_site(export_dir, out)
+    except RuntimeUnavailableError as error:
+        log.warning("no web page in the demo output: %s", error)
+        return None
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

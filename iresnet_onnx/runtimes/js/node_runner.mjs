@@ -14,7 +14,7 @@ async function load(header, payload) {
     options.interOpNumThreads = 1;
   }
   session = await ort.InferenceSession.create(new Uint8Array(payload), options);
-  return { header: { inputs: session.inputNames, outputs: session.outputNames, version: ort.env.versions?.node ?? null } };
+  return { header: { inputs: session.inputNames, outputs: session.outputNames, version: `onnxruntime-node ${ort.env.versions?.node}` } };
 }
 
 async function run(header, payload) {

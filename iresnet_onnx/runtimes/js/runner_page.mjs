@@ -20,7 +20,10 @@ window.ortLoad = async (id, threads) => {
   session = await ort.InferenceSession.create(bytes, {
     executionProviders: ["wasm"], graphOptimizationLevel: "all", logSeverityLevel: 3,
   });
-  return { inputs: session.inputNames, outputs: session.outputNames, threads: ort.env.wasm.numThreads };
+  return {
+    inputs: session.inputNames, outputs: session.outputNames, threads: ort.env.wasm.numThreads,
+    web: ort.env.versions?.web,
+  };
 };
 
 window.ortRun = async (id, entries) => {

@@ -89,7 +89,7 @@ async function load(header, payload) {
       ([id, threads]) => window.ortLoad(id, threads), [header.id, header.threads ?? 1],
     );
     console.error(`session ${header.id} created in ${(performance.now() - started).toFixed(0)} ms`);
-    return { header: { ...result, version: `Chromium ${browser.version()}` } };
+    return { header: { ...result, version: `onnxruntime-web ${result.web} in Chromium ${browser.version()}` } };
   } catch (error) {
     await unload(header);
     throw error;
