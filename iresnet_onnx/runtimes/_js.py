@@ -151,6 +151,12 @@ def decode(entries: list[dict[str, Any]], payload: bytes) -> dict[str, np.ndarra
     return arrays
 
 
+def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    """``[u32 header length][u32 payload length][JSON header][payload]``, little-endian."""
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(4, "little") + len(payload).to_bytes(4, "little") + text + payload
+
+
 def _terminate(process: subprocess.Popen) -> None:
     """Stop a child and everything it started (Chromium): its own process group."""
     if process.poll() is None:
@@ -204,10 +210,8 @@ class JsChild:
         with self._lock:
             if self._failed is not None:
                 raise RuntimeUnavailableError(self._failed)
-            text = json.dumps(header).encode()
-            frame = len(text).to_bytes(4, "little") + len(payload).to_bytes(4, "little")
             try:
-                answer, body = self._exchange(frame + text + payload, timeout or self.timeout)
+                answer, body = self._exchange(_frame(header, payload), timeout or self.timeout)
             except RuntimeUnavailableError as error:
                 self._failed = str(error)
                 _terminate(self.process)
@@ -277,9 +281,7 @@ class JsChild:
         with self._lock:
             if self.alive:
                 try:
-                    self._exchange(
-                        b"\x0f\x00\x00\x00\x00\x00\x00\x00" + b'{"op": "close"}', timeout
-                    )
+                    self._exchange(_frame({"op": "close"}), timeout)
                 except RuntimeUnavailableError:
                     pass
                 try:

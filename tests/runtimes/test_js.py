@@ -166,6 +166,16 @@ def test_wrong_input_is_refused_before_the_child_sees_it(sessions, js):
     assert session.run(sample(0, 2)).shape == (0, 2)
 
 
+def test_run_timed_gives_the_outputs_and_the_engines_own_time(sessions, js):
+    session, _ = sessions(js, "2d", "inverse")
+    y = sample(20, 2, 6)
+    outputs, ms = session.run_timed(y, maxiter=50)
+    assert_same_outputs(outputs, session.run_all(y, maxiter=50), 0.0)
+    assert 0 < ms < 60_000
+    with pytest.raises(UsageError, match=r"\[batch, n\]"):
+        session.run_timed(y.reshape(2, 10, 2))
+
+
 def test_a_session_serves_threads(sessions, js):
     from concurrent.futures import ThreadPoolExecutor
 
