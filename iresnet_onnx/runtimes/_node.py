@@ -57,6 +57,11 @@ class JsSession(Session):
             )
         tools = require_tools(f"{self.runtime}:{self.device}", self.packages, self.browser)
         threads = check_threads(threads, self.runtime)
+        if Path(path).suffix == ".ort":  # its metadata (the model's HP, dtype) is read with onnx
+            raise UnsupportedModelError(
+                f"{self.runtime} takes the export's .onnx graphs, not {path} (onnxruntime's own "
+                "format); run the .onnx file beside it, or the .ort file on onnxruntime"
+            )
         proto, info = read_model(path)
         super().__init__(info)
         proto, self.defaults = inputs_with_defaults(proto)

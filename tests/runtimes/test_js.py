@@ -16,7 +16,7 @@ import torch
 
 from iresnet_onnx import parity, runtimes
 from iresnet_onnx.cli import main
-from iresnet_onnx.errors import RuntimeUnavailableError, UsageError
+from iresnet_onnx.errors import RuntimeUnavailableError, UnsupportedModelError, UsageError
 from iresnet_onnx.runtimes import _js
 from tests.conftest import make_model
 
@@ -164,6 +164,8 @@ def test_wrong_input_is_refused_before_the_child_sees_it(sessions, js):
     with pytest.raises(UsageError, match="maxiter"):
         sessions(js, "2d", "inverse")[0].run(sample(2, 2), maxiter=0)
     assert session.run(sample(0, 2)).shape == (0, 2)
+    with pytest.raises(UnsupportedModelError, match=r"\.onnx graphs"):
+        runtimes.load(session.info.path.with_suffix(".ort"), js)
 
 
 def test_run_timed_gives_the_outputs_and_the_engines_own_time(sessions, js):
