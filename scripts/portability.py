@@ -2,13 +2,14 @@
 """Which runtime runs which graph, how closely, and how fast: the runtime × graph table.
 
 Usage: python scripts/portability.py [--markdown results/portability.md] [--json ...]
+                                     [--no-latency]
 
-Two models, weights ×10 (the contraction bites): the default `iResNet(64)` and a 10-block 2-D
-mlp/Tanh flow. Each exported four ways (spectral norm loop/folded × inverse loop/fixed), opset 18,
+Three models, weights ×10 (the contraction bites): the default `iResNet(64)`, a 10-block 2-D
+mlp/Tanh flow and `iResNet(64)` in float64. Each exported four ways (spectral norm loop/folded × inverse loop/fixed), opset 18,
 the default portable form. For every runtime installed here (onnxruntime, OpenVINO, tract, the
 ONNX reference evaluator) `parity.check` at batches 1, 7, 257 gives the largest error per graph
 against eager PyTorch, or the reason the runtime cannot run it; `.ort` files are compared with
-their `.onnx` twins. Then the latency of each runtime against onnxruntime at batch 1 and 1024
+their `.onnx` twins. Then (unless `--no-latency`) the latency of each runtime against onnxruntime at batch 1 and 1024
 (`time_in_blocks`, 2 threads), and the step counts `inverse="fixed"` chose against the Loop's.
 """
 
@@ -34,6 +35,7 @@ MODELS = {
     "2-D mlp/Tanh ×10 blocks": lambda: suite_model(
         2, nblocks=10, variant="mlp", hidden_size=32, activation="Tanh"
     ),
+    "iResNet(64), float64": lambda: suite_model(64).double(),
 }
 FORMS = [("loop", "loop"), ("folded", "loop"), ("loop", "fixed"), ("folded", "fixed")]
 GRAPHS = ("forward", "inverse", "density", "log-det vs autograd")
@@ -77,7 +79,8 @@ def ort_format_cells(folder: Path) -> dict:
         width = onnx_session.info.input_size
         worst = 0.0
         for batch in (1, 7, 257):
-            data = np.random.default_rng(batch).standard_normal((batch, width)).astype(np.float32)
+            data = np.random.default_rng(batch).standard_normal((batch, width))
+            data = data.astype(onnx_session.info.dtype)
             worst = max(worst, float(np.abs(ort_session.run(data) - onnx_session.run(data)).max()))
         cells[graph] = worst
     return cells
@@ -98,9 +101,10 @@ def latency(folder: Path, names: list[str], threads: int = 2) -> dict:
                 sessions[name] = rt.load(folder / f"{graph}.onnx", runtime, device, **options)
             except UnsupportedModelError:
                 continue
-        width = next(iter(sessions.values())).info.input_size
+        info = next(iter(sessions.values())).info
         for batch in (1, 1024):
-            data = np.random.default_rng(0).standard_normal((batch, width)).astype(np.float32)
+            data = np.random.default_rng(0).standard_normal((batch, info.input_size))
+            data = data.astype(info.dtype)
             calls = 200 if batch == 1 else 40
             timings = time_in_blocks(
                 {name: (lambda s=s, x=data: s.run_all(x)) for name, s in sessions.items()}, calls
@@ -118,9 +122,77 @@ def step_counts(loop_folder: Path, fixed_folder: Path) -> dict:
     meta = {p.key: p.value for p in onnx.load(fixed_folder / "inverse.onnx").metadata_props}
     fixed = json.loads(meta["iresnet_onnx.fixed_steps"])
     session = rt.load(loop_folder / "inverse.onnx", "onnxruntime:cpu")
-    width = session.info.input_size
-    y = np.random.default_rng(1).standard_normal((257, width)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal((257, session.info.input_size))
+    y = y.astype(session.info.dtype)
     return {"fixed": fixed, "loop_batch_257": session.run_all(y)["iterations"].tolist()}
+
+
+def model_section(model_name: str, work: Path, names: list[str], data: dict, timed: bool) -> list:
+    """One model: the four export forms on every runtime (and `.ort` vs `.onnx`), the fixed
+    steps against the Loop's, and (``timed``) the latencies; fills ``data``, returns the table."""
+    model = MODELS[model_name]()
+    slug = "".join(c for c in model_name if c.isalnum())
+    header = "| export | runtime | " + " | ".join(GRAPHS) + " |"
+    lines = [f"### {model_name}", "", header, "|---|---|" + "---|" * len(GRAPHS)]
+    for spectral_norm, inverse in FORMS:
+        form = f"{spectral_norm} / inverse {inverse}"
+        folder = work / f"{slug}-{spectral_norm}-{inverse}"
+        export(model, folder, spectral_norm=spectral_norm, inverse=inverse,
+               ort_format=inverse == "loop", validate=False)  # fmt: skip
+        cells = parity_cells(model, folder, names)
+        data["parity"][f"{model_name} {form}"] = {f"{k[0]} {k[1]}": v for k, v in cells.items()}
+        for name in names:
+            row = [cells.get((name, graph), "–") for graph in GRAPHS]
+            lines.append(f"| {form} | {name} | " + " | ".join(row) + " |")
+        if inverse == "loop":
+            ort = ort_format_cells(folder)
+            data["ort_format"][f"{model_name} {form}"] = ort
+            lines.append(
+                f"| {form} | onnxruntime `.ort` vs `.onnx` | {ort['forward']:.1e} | "
+                f"{ort['inverse']:.1e} | | |"
+            )
+    lines.append("")
+    exact_folder = work / f"{slug}-exact"  # K = 1: eager's own step counts
+    export(model, exact_folder, steps_per_check=1, validate=False)
+    data["steps"][model_name] = step_counts(exact_folder, work / f"{slug}-loop-fixed")
+    if timed:
+        timings = latency(work / f"{slug}-loop-loop", names)
+        portable = latency(work / f"{slug}-folded-fixed", names)
+        timings.update({(k[0] + " (portable)", *k[1:]): v for k, v in portable.items()})
+        data["latency"][model_name] = {" ".join(map(str, k)): v for k, v in timings.items()}
+    return lines
+
+
+def latency_lines(data: dict) -> list[str]:
+    lines = [
+        "## Latency against onnxruntime (the default export; `(portable)`: folded +",
+        'inverse="fixed", the export with no Loop at all; each against onnxruntime on that export)',
+        "",
+    ]
+    if not data["latency"]:
+        return [*lines, "Not measured in this run (`--no-latency`).", ""]
+    lines += [
+        "Median ms per call, 2 threads, 5 rounds in blocks; ratio = onnxruntime / runtime, the",
+        "median of the per-round ratios (> 1: faster than onnxruntime).",
+        "",
+    ]
+    for model_name, entries in data["latency"].items():
+        lines += [
+            f"### {model_name}",
+            "",
+            "| runtime | graph | B=1 | B=1024 |",
+            "|---|---|---:|---:|",
+        ]
+        keys = sorted({tuple(k.split(" ")[:-1]) for k in entries})
+        for key in keys:
+            cells = []
+            for batch in (1, 1024):
+                value = entries.get(" ".join((*key, str(batch))))
+                cells.append(f"{value[0]:.3f} ms ({value[1]:.2f}×)" if value else "–")
+            name, graph = " ".join(key[:-1]), key[-1]
+            lines.append(f"| {name} | {graph} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    return lines
 
 
 def main() -> int:
@@ -129,6 +201,7 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=Path("results/portability.json"))
     parser.add_argument("--markdown", type=Path, default=Path("results/portability.md"))
+    parser.add_argument("--no-latency", action="store_true", help="the accuracy part only")
     args = parser.parse_args()
     fix_malloc_thresholds()
     names = runtime_names()
@@ -143,68 +216,15 @@ def main() -> int:
         "",
         "## Largest error against eager PyTorch, batches 1, 7, 257",
         "",
-        "Max |Δ| over the batches (float32; the parity tolerances are in the README). ✗: the",
+        "Max |Δ| over the batches (the parity tolerances, per dtype, are in the README). ✗: the",
         "runtime cannot run the graph, with its reason. `(miss)`: outside the tolerance.",
         "",
     ]
     data: dict = {"machine": about, "parity": {}, "ort_format": {}, "latency": {}, "steps": {}}
-    for model_name, build in MODELS.items():
-        model = build()
-        header = "| export | runtime | " + " | ".join(GRAPHS) + " |"
-        lines += [f"### {model_name}", "", header, "|---|---|" + "---|" * len(GRAPHS)]
-        for spectral_norm, inverse in FORMS:
-            form = f"{spectral_norm} / inverse {inverse}"
-            folder = work / f"{model_name[:4]}-{spectral_norm}-{inverse}"
-            export(model, folder, spectral_norm=spectral_norm, inverse=inverse,
-                   ort_format=inverse == "loop", validate=False)  # fmt: skip
-            cells = parity_cells(model, folder, names)
-            data["parity"][f"{model_name} {form}"] = {f"{k[0]} {k[1]}": v for k, v in cells.items()}
-            for name in names:
-                row = [cells.get((name, graph), "–") for graph in GRAPHS]
-                lines.append(f"| {form} | {name} | " + " | ".join(row) + " |")
-            if inverse == "loop":
-                ort = ort_format_cells(folder)
-                data["ort_format"][f"{model_name} {form}"] = ort
-                lines.append(
-                    f"| {form} | onnxruntime `.ort` vs `.onnx` | {ort['forward']:.1e} | "
-                    f"{ort['inverse']:.1e} | | |"
-                )
-        lines.append("")
-        exact_folder = work / f"{model_name[:4]}-exact"  # K = 1: eager's own step counts
-        export(model, exact_folder, steps_per_check=1, validate=False)
-        fixed_folder = work / f"{model_name[:4]}-loop-fixed"
-        data["steps"][model_name] = step_counts(exact_folder, fixed_folder)
-        timings = latency(work / f"{model_name[:4]}-loop-loop", names)
-        portable = latency(work / f"{model_name[:4]}-folded-fixed", names)
-        timings.update({(k[0] + " (portable)", *k[1:]): v for k, v in portable.items()})
-        data["latency"][model_name] = {" ".join(map(str, k)): v for k, v in timings.items()}
-        print(f"{model_name}: done", flush=True)
-
-    lines += [
-        "## Latency against onnxruntime (the default export; `(portable)`: folded +",
-        'inverse="fixed", the export with no Loop at all; each against onnxruntime on that export)',
-        "",
-        "Median ms per call, 2 threads, 5 rounds in blocks; ratio = onnxruntime / runtime, the",
-        "median of the per-round ratios (> 1: faster than onnxruntime).",
-        "",
-    ]
     for model_name in MODELS:
-        lines += [
-            f"### {model_name}",
-            "",
-            "| runtime | graph | B=1 | B=1024 |",
-            "|---|---|---:|---:|",
-        ]
-        entries = data["latency"][model_name]
-        keys = sorted({tuple(k.split(" ")[:-1]) for k in entries})
-        for key in keys:
-            cells = []
-            for batch in (1, 1024):
-                value = entries.get(" ".join((*key, str(batch))))
-                cells.append(f"{value[0]:.3f} ms ({value[1]:.2f}×)" if value else "–")
-            name, graph = " ".join(key[:-1]), key[-1]
-            lines.append(f"| {name} | {graph} | {cells[0]} | {cells[1]} |")
-        lines.append("")
+        lines += model_section(model_name, work, names, data, timed=not args.no_latency)
+        print(f"{model_name}: done", flush=True)
+    lines += latency_lines(data)
     lines += [
         '## Steps per block: inverse="fixed" (chosen at export) vs the Loop',
         "",
