@@ -1,6 +1,8 @@
 """Benchmarks: sound timing (``timing``), what is timed (``models``), the latency of exports and
-the performance suite (``latency``), density and training speed (``density``)."""
+the performance suite (``latency``), density and training speed (``density``), and the cost
+curves over width and batch (``curves``)."""
 
+from ._curves import CurvePoint, cost_curves, peak_rss_growth, points_to_dicts
 from ._density import density_suite, training_speed
 from ._latency import BASELINE, DEFAULT_EXPORT, bench_export, bench_suite, suite_report
 from ._models import Baseline, jacobian_log_prob, scale_weights, suite_model, torch_threads
@@ -21,15 +23,19 @@ __all__ = [
     "DEFAULT_EXPORT",
     "Baseline",
     "BenchRow",
+    "CurvePoint",
     "Timing",
     "bench_export",
     "bench_suite",
+    "cost_curves",
     "density_suite",
     "fix_malloc_thresholds",
     "format_matrix",
     "format_table",
     "jacobian_log_prob",
     "machine",
+    "peak_rss_growth",
+    "points_to_dicts",
     "ratio",
     "rows_to_dicts",
     "scale_weights",
