@@ -26,8 +26,15 @@ window.ortLoad = async (id, threads) => {
   };
 };
 
-window.ortRun = async (id, entries) => {
-  const payload = await (await fetch(`/inputs/${id}`)).arrayBuffer();
+function fromBase64(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+window.ortRun = async (entries, base64) => {
+  const payload = fromBase64(base64).buffer;
   const feeds = {};
   for (const { name, dtype, dims, offset, bytes } of entries) {
     feeds[name] = new ort.Tensor(dtype, new ARRAYS[dtype](payload.slice(offset, offset + bytes)), dims);
@@ -43,8 +50,8 @@ window.ortRun = async (id, entries) => {
 };
 
 // the input tensors back as they arrived in the page (the transport's test)
-window.ortEcho = async (id, entries) => {
-  const payload = new Uint8Array(await (await fetch(`/inputs/${id}`)).arrayBuffer());
+window.ortEcho = async (entries, base64) => {
+  const payload = fromBase64(base64);
   const tensors = entries.map(({ name, dtype, dims, offset, bytes }) => ({
     name, dtype, dims, base64: toBase64(payload.subarray(offset, offset + bytes)),
   }));
