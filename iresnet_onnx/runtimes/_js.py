@@ -151,6 +151,17 @@ def decode(entries: list[dict[str, Any]], payload: bytes) -> dict[str, np.ndarra
     return arrays
 
 
+def _widen_pipe(fd: int) -> None:
+    """Give a pipe 1 MiB of buffer where Linux allows it: a 256 KiB batch then crosses in one
+    write instead of four 64 KiB turns, each a context switch (milliseconds on a loaded machine)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default buffer works too
+
+
 def _frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
     """``[u32 header length][u32 payload length][JSON header][payload]``, little-endian."""
     text = json.dumps(header).encode()
@@ -188,6 +199,8 @@ class JsChild:
             start_new_session=True, cwd=str(JS),
         )  # fmt: skip
         self._finalizer = weakref.finalize(self, _terminate, self.process)
+        for stream in (self.process.stdin, self.process.stdout):
+            _widen_pipe(stream.fileno())
         self._stderr: collections.deque[str] = collections.deque(maxlen=30)
         self._lock = threading.Lock()
         self._failed: str | None = None
@@ -256,7 +269,7 @@ class JsChild:
 
     def _write(self, fd: int, data: bytes) -> int:
         try:
-            return os.write(fd, data[: 1 << 16])
+            return os.write(fd, data[: 1 << 20])
         except BlockingIOError:
             return 0
         except (BrokenPipeError, ConnectionResetError):

@@ -64,17 +64,28 @@ export async function serve(handlers, onEnd) {
   console.log = console.error;
   console.info = console.error;
   console.warn = console.error;
-  let buffered = Buffer.alloc(0);
+  // chunks are joined once a whole frame is there (joining at every 64 KiB chunk is quadratic)
+  let chunks = [];
+  let held = 0;
+  let wanted = null;
   for await (const chunk of process.stdin) {
-    buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
-    while (buffered.length >= 8) {
+    chunks.push(chunk);
+    held += chunk.length;
+    for (;;) {
+      if (wanted === null && held >= 8) {
+        const head = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        chunks = [head];
+        wanted = 8 + head.readUInt32LE(0) + head.readUInt32LE(4);
+      }
+      if (wanted === null || held < wanted) break;
+      const buffered = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
       const headerBytes = buffered.readUInt32LE(0);
-      const payloadBytes = buffered.readUInt32LE(4);
-      const end = 8 + headerBytes + payloadBytes;
-      if (buffered.length < end) break;
       const header = JSON.parse(buffered.subarray(8, 8 + headerBytes).toString("utf8"));
-      const payload = buffered.subarray(8 + headerBytes, end);
-      buffered = buffered.subarray(end);
+      const payload = buffered.subarray(8 + headerBytes, wanted);
+      const rest = buffered.subarray(wanted);
+      chunks = rest.length ? [rest] : [];
+      held = rest.length;
+      wanted = null;
       await answer(handlers, header, payload);
       if (header.op === "close") {
         await onEnd?.();
