@@ -40,8 +40,9 @@ JS = Path(__file__).resolve().parent / "js"
 NODE_MIN_MAJOR = 18
 INSTALL_NODE = "install Node.js ≥ 18 (Debian: apt-get install nodejs)"
 INSTALL_PACKAGES = (
-    "run `npm ci` in the iresnet-onnx checkout (or `npm install {package}` in your project and "
-    "set IRESNET_ONNX_NODE_MODULES to its node_modules folder)"
+    "run `make js` (npm ci) in the iresnet-onnx checkout, or `npm install "
+    "--onnxruntime-node-install=skip {package}` in a folder of yours and set "
+    "IRESNET_ONNX_NODE_MODULES to its node_modules"
 )
 INSTALL_CHROMIUM = (
     "install Debian's Chromium (apt-get install chromium) or set IRESNET_ONNX_CHROMIUM to a "
