@@ -71,7 +71,7 @@ def start_vector(A: Tensor, x0: Optional[Tensor] = None) -> Tensor:
     if x0 is not None:
         x = x0.to(dtype=A.dtype, device=A.device)
         norm = torch.linalg.vector_norm(x)
-        if bool(torch.isfinite(norm)) and bool(norm > 0):
+        if bool(torch.isfinite(norm) & (norm > 0)):  # one host sync, not two
             return x / norm
     return cold_start(A)
 
@@ -86,10 +86,14 @@ def start_vector_branch_free(A: Tensor, x0: Tensor) -> Tensor:
     return torch.where(usable, x0 / torch.where(usable, norm, 1.0), cold.to(A.dtype))
 
 
-def singular_vectors(A: Tensor, vector: Tensor) -> tuple[Tensor, Tensor]:
+def singular_vectors(
+    A: Tensor, vector: Tensor, Tx: Optional[Tensor] = None
+) -> tuple[Tensor, Tensor]:
     """``(u, v)`` of σ_max from the power iteration's final unit iterate of the tall form of A (the
-    left vector is zero where A is): what the derivative ∂σ/∂A = u vᵀ needs."""
-    Tx = tall_form(A) @ vector
+    left vector is zero where A is): what the derivative ∂σ/∂A = u vᵀ needs. ``Tx``: the tall form
+    (or a positive multiple of it) times ``vector``, where the caller has it."""
+    if Tx is None:
+        Tx = tall_form(A) @ vector
     norm = torch.linalg.vector_norm(Tx)
     left = torch.where(norm > 0, Tx / torch.where(norm > 0, norm, 1.0), torch.zeros_like(Tx))
     return (left, vector) if A.shape[0] >= A.shape[1] else (vector, left)
@@ -133,7 +137,7 @@ def power_iteration(
             iterations += 1
 
         sigma_hat = torch.sqrt(lam)
-        u, v = singular_vectors(A, x)
+        u, v = singular_vectors(A, x, Tx)
         return PowerIterationResult(scale * sigma_hat, u, v, x, iterations)
 
 
