@@ -8,6 +8,7 @@ small forged file cannot make the loader allocate gigabytes or iterate for secon
 the weights and buffers must describe an invertible model. A checkpoint is written atomically.
 """
 
+import io
 import json
 import pickle
 import re
@@ -47,8 +48,10 @@ def save_checkpoint(model: iResNet | iResNetBlock, path: str | Path) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     path = Path(path)
+    buffer = io.BytesIO()  # torch.save to a full disk raises RuntimeError; a write, OSError
+    torch.save(payload, buffer)
     with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getvalue())
     return path
 
 

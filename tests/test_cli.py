@@ -515,3 +515,10 @@ def test_sizes_past_the_bounds_are_bad_input_not_a_crash(cli, export_dir, tmp_pa
         "train", tmp_path / "d.npy", "--out", tmp_path / "r", "--hidden-size", "1000000000000"
     )
     assert_clean_failure(result, 2, "hidden_size must be a positive int up to")
+
+
+def test_the_parser_offers_the_jobs_policies():
+    from iresnet_onnx.cli._parser import NONFINITE
+    from iresnet_onnx.jobs._chunks import NONFINITE_POLICIES
+
+    assert set(NONFINITE) == set(NONFINITE_POLICIES)

@@ -13,6 +13,10 @@ __all__ = ["build_parser"]
 
 Command = Callable[[str, str], argparse.ArgumentParser]
 
+NONFINITE = ("warn", "reject", "flag")
+"""The jobs' policies for non-finite rows (``iresnet_onnx.jobs``' NONFINITE_POLICIES, named here so
+that building the parser imports nothing heavy; a test holds the two equal)."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -53,7 +57,7 @@ def _demo(command: Command) -> None:
 
 def _train(command: Command) -> None:
     train = command("train", "train an iResNet flow on your data (.npy or .csv, [N, n])")
-    train.add_argument("data", help="a .npy or .csv file of shape [N, n]")
+    train.add_argument("data", help=".npy, .csv, or a Parquet file or folder ([N, n])")
     train.add_argument("--out", required=True, help="output folder for model.pt and losses.json")
     train.add_argument("--hp", help="JSON or TOML file of iResNet HP (nblocks, iResNetBlock={...})")
     train.add_argument("--nblocks", type=positive_int)
@@ -173,13 +177,21 @@ def _score(command: Command) -> None:
         "score", "log p(x) of every row of a data file through the export's density.onnx (no torch)"
     )
     score.add_argument("dir", help="an export folder")
-    score.add_argument("data", help="a .npy or .csv file of shape [N, n]")
-    score.add_argument("--out", required=True, help="where to write the scores (.npy or .csv)")
+    score.add_argument("data", help=".npy, .csv, or a Parquet file or folder ([N, n])")
+    score.add_argument(
+        "--out", required=True, help="where to write the scores (.npy, .csv or .parquet)"
+    )
     score.add_argument("--runtime", default="onnxruntime:cpu", help="default onnxruntime:cpu")
     score.add_argument(
         "--batch-size", type=positive_int, default=4096, dest="batch_size",
         help="rows per call (default 4096)",
     )  # fmt: skip
+    score.add_argument(
+        "--nonfinite", choices=NONFINITE, default="warn",
+        help="rows with NaN/Inf, or scores that overflow: warn names them (default), reject stops "
+        "the job, flag skips bad input rows (their score is NaN)",
+    )  # fmt: skip
+    score.add_argument("--column", help="Parquet: the list column of features")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(handler=run.score)
 
@@ -192,7 +204,9 @@ def _batch(command: Command) -> None:
     )
     batch.add_argument("dir", help="an export folder")
     batch.add_argument("input", help=".npy, .csv, or a Parquet file or folder")
-    batch.add_argument("output", help=".npy (the output only) or .parquet (id, output, flags)")
+    batch.add_argument(
+        "output", help=".npy (the output only), .csv or .parquet (id, output, flags)"
+    )
     batch.add_argument("--graph", choices=tuple(GRAPHS), default="forward")
     batch.add_argument("--runtime", default="onnxruntime:cpu", help="default onnxruntime:cpu")
     batch.add_argument(
@@ -209,8 +223,9 @@ def _batch(command: Command) -> None:
     batch.add_argument("--address", help="join this Ray cluster (default: a local Ray)")
     batch.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     batch.add_argument(
-        "--nonfinite", choices=("reject", "flag"), default="reject",
-        help="rows with NaN/Inf: reject stops the job (default); flag writes NaN for them",
+        "--nonfinite", choices=NONFINITE, default="reject",
+        help="rows with NaN/Inf, or outputs that overflow: reject stops the job (default); warn "
+        "names them; flag writes NaN for bad input rows",
     )  # fmt: skip
     batch.add_argument("--column", help="Parquet: the list column of features")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -221,6 +221,8 @@ class Session(ABC):
             values = array.detach()
         else:
             values = np.asarray(array)
+            if values.dtype.kind == "f" and not values.dtype.isnative:
+                values = values.astype(values.dtype.newbyteorder("="))  # the same numbers
             dtype = values.dtype if values.dtype.kind == "f" else None
         if dtype != self.info.dtype:
             actual = (

@@ -558,3 +558,12 @@ def test_bad_option_is_not_blamed_on_the_model(model_and_export, options):
     with pytest.raises((ValueError, TypeError)) as info:
         runtimes.load(result.forward, "onnxruntime", **options)
     assert not isinstance(info.value, InvalidModelError)
+
+
+def test_a_big_endian_array_holds_the_same_numbers(model_and_export):
+    """A big-endian float32 array said "expected float32, got float32" (issue 22, item 14): it is
+    float32, in another byte order, and runs as the same numbers."""
+    _, result = model_and_export
+    x = sample(3, WIDTH)
+    session = runtimes.load(result.forward)
+    np.testing.assert_array_equal(session.run(x.astype(">f4")), session.run(x))
