@@ -16,6 +16,7 @@ Usage: python scripts/bench_js.py [--width 64] [--batches 1,1024] [--threads 1] 
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -107,7 +108,10 @@ def markdown(report: dict) -> str:
         f"`python scripts/bench_js.py --threads {report['threads']}` on {info.get('cpu', '?')} "
         f"({info.get('cores', '?')} CPUs), {report['date']}. Engines: "
         + ", ".join(f"{name} {version}" for name, version in report["engines"].items() if version)
-        + f"; Python onnxruntime {info.get('onnxruntime', '?')}.",
+        + f"; Python onnxruntime {info.get('onnxruntime', '?')}. Load average (1 min) "
+        f"{report['load_average'][0]} before, {report['load_average'][1]} after: other jobs "
+        "shared the machine where it is above the CPU count, so compare ratios (taken within each "
+        "round), not times across runs.",
         "",
         f"Model: n = {report['width']}, 5 blocks, default HP, weights ×10; default export (loop "
         "mode, K = 8); inverse maxiter 100, atol = rtol = 1e-6. Each engine with "
@@ -126,7 +130,25 @@ def markdown(report: dict) -> str:
             row.append(f"{_us(c['median_us'])} ({c['ratio']:.2f}×, {c['ratio_low']:.2f}–"
                        f"{c['ratio_high']:.2f}) [in engine {_us(c['engine_us'])}]")  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", _transport(report["rows"])]
     return "\n".join([*lines, "", WEBGPU]) + "\n"
+
+
+def _transport(rows: list[dict]) -> str:
+    """What a call costs beyond the engine: the arrays' trip to the child (and the page) and back."""
+    parts = []
+    for name in RUNTIMES[1:]:
+        extra = {r["batch"]: [] for r in rows}
+        for row in rows:
+            extra[row["batch"]].append(row[name]["median_us"] - row[name]["engine_us"])
+        spans = ", ".join(f"{min(v):,.0f}–{max(v):,.0f} µs at B = {b}" for b, v in extra.items())
+        parts.append(f"{name} {spans}")
+    return (
+        "A call's cost beyond the engine (median from Python minus the engine's own median): "
+        + "; ".join(parts)
+        + ". For web:wasm each call is one page.evaluate of playwright-core "
+        "with the arrays in base64 both ways."
+    )
 
 
 WEBGPU = """## What onnxruntime-web's WebGPU backend would lack for these graphs
@@ -163,10 +185,12 @@ def main() -> int:
     args = parser.parse_args()
     fix_malloc_thresholds()
     batches = [int(b) for b in args.batches.split(",")]
+    load_before = os.getloadavg()[0]
+    measured = bench(args.width, batches, args.threads, args.rounds)
     report = {
         "width": args.width, "threads": args.threads, "rounds": args.rounds,
         "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-        **bench(args.width, batches, args.threads, args.rounds),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], **measured,
     }  # fmt: skip
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
