@@ -1,7 +1,9 @@
 """``web:wasm``: onnxruntime-web's WASM backend in a real headless Chromium (Debian's, never a
 browser build downloaded by a driver), driven by playwright-core from a Node.js child
 (``js/web_runner.mjs``). The WASM backend is onnxruntime's CPU engine compiled to WebAssembly, so
-the graphs run unchanged, Loops and float64 included.
+the graphs run unchanged, Loops and float64 included. A call's arrays go to the child on its stdin
+and on to the page over a WebSocket, raw bytes all the way (page.evaluate would carry them as
+base64 JSON, several times slower).
 
 Each session is one page of its own (its own onnxruntime-web instance and WASM memory). The pages
 of one Python process share one Chromium and its driver, started with the first session and ended

@@ -1,15 +1,67 @@
-// The page side of web:wasm (see web_runner.mjs): one onnxruntime-web session on the WASM backend.
+// The page side of web:wasm (see web_runner.mjs): one onnxruntime-web session on the WASM backend,
+// whose calls arrive on a WebSocket to the runner (channel.mjs: raw bytes, no base64).
 import * as ort from "/ort/ort.wasm.min.mjs";
 
 const ARRAYS = { float32: Float32Array, float64: Float64Array, int64: BigInt64Array, int32: Int32Array };
 let session = null;
 
-function toBase64(bytes) {
-  let text = "";
-  for (let start = 0; start < bytes.length; start += 0x8000) {
-    text += String.fromCharCode.apply(null, bytes.subarray(start, start + 0x8000));
+// [u32 LE header length][header JSON][parts...] as one ArrayBuffer
+function pack(header, parts) {
+  const text = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(4 + text.length + parts.reduce((n, part) => n + part.byteLength, 0));
+  new DataView(out.buffer).setUint32(0, text.length, true);
+  out.set(text, 4);
+  parts.reduce((at, part) => (out.set(part, at), at + part.byteLength), 4 + text.length);
+  return out.buffer;
+}
+
+function unpack(buffer) {
+  const size = new DataView(buffer).getUint32(0, true);
+  return { header: JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, size))), payload: buffer.slice(4 + size) };
+}
+
+// tensors as entries (offsets into the payload) and the byte views to send
+function entries(tensors) {
+  const list = [];
+  const parts = [];
+  let offset = 0;
+  for (const [name, { dtype, dims, data }] of Object.entries(tensors)) {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    list.push({ name, dtype, dims: Array.from(dims, Number), offset, bytes: bytes.byteLength });
+    parts.push(bytes);
+    offset += bytes.byteLength;
   }
-  return btoa(text);
+  return { list, parts };
+}
+
+function tensorsOf(list, payload) {
+  const tensors = {};
+  for (const { name, dtype, dims, offset, bytes } of list) {
+    tensors[name] = { dtype, dims, data: new ARRAYS[dtype](payload.slice(offset, offset + bytes)) };
+  }
+  return tensors;
+}
+
+async function answer(buffer) {
+  const { header, payload } = unpack(buffer);
+  try {
+    const inputs = tensorsOf(header.tensors, payload);
+    let outputs = inputs;
+    let ms = 0;
+    if (header.op === "run") {
+      const feeds = {};
+      for (const [name, { dtype, dims, data }] of Object.entries(inputs)) feeds[name] = new ort.Tensor(dtype, data, dims);
+      const started = performance.now();
+      const results = await session.run(feeds);
+      ms = performance.now() - started;
+      outputs = {};
+      for (const [name, tensor] of Object.entries(results)) outputs[name] = { dtype: tensor.type, dims: tensor.dims, data: tensor.data };
+    }
+    const { list, parts } = entries(outputs);
+    return pack({ tensors: list, ms }, parts);
+  } catch (error) {
+    return pack({ error: String(error?.message ?? error) }, []);
+  }
 }
 
 window.ortLoad = async (id, threads) => {
@@ -20,42 +72,17 @@ window.ortLoad = async (id, threads) => {
   session = await ort.InferenceSession.create(bytes, {
     executionProviders: ["wasm"], graphOptimizationLevel: "all", logSeverityLevel: 3,
   });
+  await new Promise((resolve, reject) => {
+    const channel = new WebSocket(`ws://${location.host}/channel/${id}`);
+    channel.binaryType = "arraybuffer";
+    channel.onopen = resolve;
+    channel.onerror = () => reject(new Error("the runner refused the page's channel"));
+    channel.onmessage = async (event) => channel.send(await answer(event.data));
+  });
   return {
     inputs: session.inputNames, outputs: session.outputNames, threads: ort.env.wasm.numThreads,
     web: ort.env.versions?.web,
   };
-};
-
-function fromBase64(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-window.ortRun = async (entries, base64) => {
-  const payload = fromBase64(base64).buffer;
-  const feeds = {};
-  for (const { name, dtype, dims, offset, bytes } of entries) {
-    feeds[name] = new ort.Tensor(dtype, new ARRAYS[dtype](payload.slice(offset, offset + bytes)), dims);
-  }
-  const started = performance.now();
-  const results = await session.run(feeds);
-  const ms = performance.now() - started;
-  const tensors = Object.entries(results).map(([name, tensor]) => ({
-    name, dtype: tensor.type, dims: Array.from(tensor.dims, Number),
-    base64: toBase64(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength)),
-  }));
-  return { tensors, ms };
-};
-
-// the input tensors back as they arrived in the page (the transport's test)
-window.ortEcho = async (entries, base64) => {
-  const payload = fromBase64(base64);
-  const tensors = entries.map(({ name, dtype, dims, offset, bytes }) => ({
-    name, dtype, dims, base64: toBase64(payload.subarray(offset, offset + bytes)),
-  }));
-  return { tensors, ms: 0 };
 };
 
 window.ortReady = true;

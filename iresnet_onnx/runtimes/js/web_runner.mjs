@@ -1,16 +1,18 @@
-// web:wasm — onnxruntime-web's WASM backend in one page of a headless Chromium (Debian's), driven
-// by playwright-core from this Node.js process, one graph per process. argv: NODE_MODULES CHROMIUM.
-// The page is served by a server on 127.0.0.1 inside this process: onnxruntime-web's .mjs and
-// .wasm, the runner page and the graph. Requests (see protocol.mjs): load {threads} + the graph's
-// bytes; run {tensors} + their bytes; visit {url, ...} (open a page, wait for its verdict, optionally
-// take a screenshot); close.
+// web:wasm — onnxruntime-web's WASM backend in headless Chromium (Debian's), driven by
+// playwright-core from this Node.js process: one page per session (graph), keyed by the session's
+// id. argv: NODE_MODULES CHROMIUM. A server on 127.0.0.1 inside this process serves the pages
+// onnxruntime-web's .mjs and .wasm, the runner page and the graph, and takes each page's WebSocket
+// (channel.mjs), on which its calls travel as raw bytes. Requests from Python (see protocol.mjs):
+// load {id, threads} + the graph's bytes; run / echo {id, tensors} + their bytes; unload {id};
+// visit {url, ...} (open a page, wait for its verdict, optionally take a screenshot); close.
 
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { decodeTensors, encodeTensors, requireFrom, serve } from "./protocol.mjs";
+import { Channel, message, parseMessage } from "./channel.mjs";
+import { requireFrom, serve } from "./protocol.mjs";
 
 const [nodeModules, chromiumPath] = process.argv.slice(2);
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -57,6 +59,17 @@ const server = createServer(async (request, response) => {
   });
   response.end(body ?? (await readFile(file)));
 });
+// each page opens a WebSocket to /channel/<id> once its session is loaded: its calls cross there
+server.on("upgrade", (request, socket, head) => {
+  const [, kind, id] = new URL(request.url, "http://localhost").pathname.split("/");
+  const session = sessions.get(id);
+  if (kind !== "channel" || session === undefined || session.channel) {
+    socket.destroy();
+    return;
+  }
+  session.channel = new Channel(request, socket);
+  if (head.length) session.channel.receive(head);
+});
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({ executablePath: chromiumPath, args: FLAGS, headless: true });
@@ -88,6 +101,7 @@ async function load(header, payload) {
     const result = await session.page.evaluate(
       ([id, threads]) => window.ortLoad(id, threads), [header.id, header.threads ?? 1],
     );
+    if (session.channel === undefined) throw new Error("the runner page opened no channel");
     console.error(`session ${header.id} created in ${(performance.now() - started).toFixed(0)} ms`);
     return { header: { ...result, version: `onnxruntime-web ${result.web} in Chromium ${browser.version()}` } };
   } catch (error) {
@@ -96,29 +110,20 @@ async function load(header, payload) {
   }
 }
 
-// run: the graph on the tensors; echo: the tensors back through the page (the transport's test)
-async function run(header, payload, op = "ortRun") {
-  // page.evaluate carries JSON only: the bytes go both ways as base64, exact (no decimal text).
-  // One evaluate per call; fetching the inputs from this process's server instead costs a round
-  // trip through Chromium's network service, several milliseconds per call
+// run: the graph on the tensors; echo: the tensors back through the page (the transport's test).
+// The page answers with its outputs' entries (offsets into its payload) and the payload as is.
+async function run(header, payload, op = "run") {
   const session = sessions.get(header.id);
-  if (session === undefined) throw new Error(`no session ${header.id}`);
-  const result = await session.page.evaluate(
-    ([name, entries, base64]) => window[name](entries, base64),
-    [op, header.tensors, Buffer.from(payload).toString("base64")],
-  );
-  const outputs = {};
-  for (const { name, dtype, dims, base64 } of result.tensors) {
-    const bytes = Buffer.from(base64, "base64");
-    outputs[name] = decodeTensors([{ name, dtype, dims, offset: 0, bytes: bytes.length }], bytes)[name];
-  }
-  const { entries, payload: bytes } = encodeTensors(outputs);
-  return { header: { tensors: entries, ms: result.ms }, payload: bytes };
+  if (session?.channel === undefined) throw new Error(`no session ${header.id}`);
+  const reply = parseMessage(await session.channel.request(message({ op, tensors: header.tensors }, payload)));
+  if (reply.header.error) throw new Error(reply.header.error);
+  return { header: { tensors: reply.header.tensors, ms: reply.header.ms }, payload: reply.payload };
 }
 
 async function unload(header) {
   const session = sessions.get(header.id);
   sessions.delete(header.id);
+  session?.channel?.close();
   await session?.page?.close().catch(() => {});
   return {};
 }
@@ -154,5 +159,5 @@ async function end() {
   server.close();
 }
 
-const echo = (header, payload) => run(header, payload, "ortEcho");
+const echo = (header, payload) => run(header, payload, "echo");
 await serve({ load, run, echo, unload, visit, close: async () => ({}) }, end);
