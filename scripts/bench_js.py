@@ -118,7 +118,8 @@ def markdown(report: dict) -> str:
         f"{report['threads']} intra-op thread(s); each runtime timed in its own block of calls "
         f"after a 0.2 s pause, {report['rounds']} rounds. Cells: median per call from Python "
         "(ratio = onnxruntime's time / this one's, median of the per-round ratios, and their "
-        "range) [in engine: session.run alone, timed inside Node.js or the page].",
+        "range) [in engine: session.run alone, timed inside Node.js or the page; both include "
+        "copying the arrays into and out of the engine's memory].",
         "",
         "| graph | batch | onnxruntime:cpu (Python) | node:cpu | web:wasm |",
         "|---|---:|---:|---:|---:|",
@@ -146,8 +147,8 @@ def _transport(rows: list[dict]) -> str:
     return (
         "A call's cost beyond the engine (median from Python minus the engine's own median): "
         + "; ".join(parts)
-        + ". For web:wasm each call is one page.evaluate of playwright-core "
-        "with the arrays in base64 both ways."
+        + ". node:cpu: Python → pipe → Node.js and back; web:wasm: Python → pipe → Node.js → "
+        "a WebSocket → the page and back (raw bytes all the way)."
     )
 
 
