@@ -210,6 +210,8 @@ def test_the_page_says_passed_with_latency_and_the_flow(site, browser, tmp_path)
     picture = tmp_path / "page.png"
     result = check_site(site, browser=browser, screenshot=picture)
     assert result.verdict == "PASSED", result.text
+    for tensor in ("y", "x", "log_prob", "log_det", "z"):  # every per-row output, as verify's
+        assert f"test_data_set_2 {tensor}\t" in result.text, tensor
     for graph in ("forward", "inverse", "density"):
         assert f"{graph}\t1024\t" in result.text  # its latency row at batch 1024
     assert "from density.onnx on a 161×161 grid" in result.text
@@ -244,12 +246,21 @@ def test_the_page_says_failed_after_a_golden_vector_changed(site, browser, tmp_p
 
 
 @pytest.mark.slow
-def test_the_values_are_checked_even_where_the_hashes_match(site, browser, tmp_path):
-    name = "golden/inverse/test_data_set_2/output_0.pb"
+@pytest.mark.parametrize(
+    ("name", "failure"),
+    [
+        ("golden/inverse/test_data_set_2/output_0.pb", "inverse golden/inverse/test_data_set_2 x"),
+        (
+            "golden/density/test_data_set_1/output_1.pb",
+            "density golden/density/test_data_set_1 log_det",
+        ),
+    ],
+)
+def test_the_values_are_checked_even_where_the_hashes_match(site, browser, tmp_path, name, failure):
     result = check_site(
         changed_copy(site, tmp_path, name, keep_manifest_hash=False), browser=browser
     )
-    assert result.verdict.startswith("FAILED: inverse golden/inverse/test_data_set_2 x: max|Δ|")
+    assert result.verdict.startswith(f"FAILED: {failure}: max|Δ|"), result.verdict
     assert "modified" not in result.verdict
 
 

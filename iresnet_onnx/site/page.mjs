@@ -91,11 +91,13 @@ async function runCases(manifest, files, sessions) {
       const started = performance.now();
       const results = await session.run({ [session.inputNames[0]]: tensor(input.data, input.dims, input.dtype) });
       const ms = performance.now() - started;
-      const row = judgeCase(graph, caseName, asOutputs(results), expected, { ...rules, k });
-      const steps = row.iterations ? `[${row.iterations}] vs [${row.expectedIterations}]` : "";
-      addRow("cases", [graph, caseName.split("/").pop(), input.dims.join("×"), row.maxAbs.toExponential(2),
-        row.tolerance.toExponential(1), steps, ms.toFixed(2), row.passed ? "yes" : "NO"], !row.passed);
-      if (!row.passed) problems.push(describe(row));
+      for (const row of judgeCase(graph, caseName, asOutputs(results), expected, { ...rules, k })) {
+        const steps = row.iterations ? `[${row.iterations}] vs [${row.expectedIterations}]` : "";
+        addRow("cases", [graph, `${caseName.split("/").pop()} ${row.tensor}`, input.dims.join("×"),
+          row.maxAbs.toExponential(2), row.tolerance.toExponential(1), steps, ms.toFixed(2),
+          row.passed ? "yes" : "NO"], !row.passed);
+        if (!row.passed) problems.push(describe(row));
+      }
     }
   }
   return problems;

@@ -2,14 +2,16 @@
 // (page.mjs); no DOM and no onnxruntime here, so Node.js runs it too (tests/test_site.py holds
 // it against the Python rule). Ported from iresnet_onnx/_golden.py, _tolerances.py, _manifest.py:
 //   - sha256 of every file the manifest lists, except the checkpoint (verify --golden skips it);
-//   - per golden case, the main output against the stored one: max|Δ| ≤ tolerance[graph] ·
-//     max(1, max|expected|), computed in float64 as numpy does;
-//   - inverse cases: StepRule.judge, line for line (step counts rounded up to the graph's K, the
-//     boundary band of 16 eps, the tolerance widened by the extra steps).
+//   - per golden case, every per-row output against the stored one (forward: y; inverse: x;
+//     density: log_prob, log_det, z): max|Δ| ≤ tolerance[check] · max(1, max|expected|), computed
+//     in float64 as numpy does, the check per output as _golden._CHECKS names it;
+//   - the inverse's x row: StepRule.judge, line for line (step counts rounded up to the graph's K,
+//     the boundary band of 16 eps, the tolerance widened by the extra steps).
 
 export const BOUNDARY_ULPS = 16;
 export const EPS = { float32: 2 ** -23, float64: 2 ** -52 };
-const MAIN = { forward: "y", inverse: "x", density: "log_prob" };
+export const PER_ROW = { forward: ["y"], inverse: ["x"], density: ["log_prob", "log_det", "z"] };
+export const CHECKS = { y: "forward", x: "inverse", log_prob: "density", log_det: "density", z: "forward" };
 
 // --- protobuf: just enough of onnx.proto for TensorProto and ModelProto's metadata_props ---
 
@@ -172,8 +174,8 @@ function maxAbs(values) {
   return largest;
 }
 
-// compare(): max|actual − expected| against tolerance · max(1, max|expected|)
-export function compare(graph, actual, expected, tolerances) {
+// compare(): max|actual − expected| against tolerances[check] · max(1, max|expected|)
+export function compare(check, actual, expected, tolerances) {
   const scale = Math.max(1, maxAbs(expected.data));
   let error = 0;
   if (actual.data.length !== expected.data.length) error = Infinity;
@@ -182,7 +184,7 @@ export function compare(graph, actual, expected, tolerances) {
     if (Number.isNaN(d)) { error = NaN; break; }
     if (d > error) error = d;
   }
-  const tolerance = tolerances[graph] * (Number.isNaN(scale) ? 1 : scale);
+  const tolerance = tolerances[check] * (Number.isNaN(scale) ? 1 : scale);
   return { maxAbs: error, tolerance, passed: error <= tolerance };
 }
 
@@ -230,12 +232,14 @@ export function judgeSteps(row, outputs, expected, k, solver, eps) {
   return row;
 }
 
-// One golden case: outputs (by name) against the stored ones → a row like verify --golden's
+// One golden case: its outputs (by name) against the stored ones → verify --golden's rows
 export function judgeCase(graph, caseName, outputs, expected, { tolerances, solver, k, eps }) {
-  const main = MAIN[graph];
-  const row = { graph, case: caseName, tensor: main, ...compare(graph, outputs[main], expected[main], tolerances) };
-  if ("iterations" in expected) judgeSteps(row, outputs, expected, k, solver, eps);
-  return row;
+  return PER_ROW[graph].map((tensor) => {
+    if (!(tensor in expected)) throw new Error(`golden case ${caseName}: no stored ${tensor}`);
+    const row = { graph, case: caseName, tensor, ...compare(CHECKS[tensor], outputs[tensor], expected[tensor], tolerances) };
+    if (tensor === "x") judgeSteps(row, outputs, expected, k, solver, eps);
+    return row;
+  });
 }
 
 export function describe(row) {
