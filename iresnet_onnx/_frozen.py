@@ -20,7 +20,7 @@ from ._branch import Layer, apply_layers, make_layers
 from ._contraction import check_width
 from ._density import gaussian_log_density, layers_forward_and_log_det
 from ._fixed_point import fixed_point
-from ._iresnet import check_invertible, iResNet, iResNetBlock
+from ._iresnet import LEGACY_EXPORTER, check_invertible, iResNet, iResNetBlock
 from ._ops import block_inverse as block_inverse_op
 from ._solver_settings import check_solver_options, maxiter_cap
 from ._structure import plan
@@ -103,6 +103,8 @@ class FrozenBlock(nn.Module):
 
     def _solve(self, y: Tensor, maxiter: Optional[int], atol: Optional[float],
                rtol: Optional[float]) -> Any:  # fmt: skip
+        if torch.jit.is_tracing():
+            raise UsageError(LEGACY_EXPORTER)
         if torch.compiler.is_compiling():  # one op that torch.export keeps whole (see _ops)
             return block_inverse_op(
                 y, list(self.buffers()),

@@ -23,10 +23,10 @@ from ._solver_settings import MAXITER_LIMIT, check_solver_options, maxiter_cap
 from ._structure import LinearStep, plan
 from .errors import ConvergenceWarning, UsageError
 
-__all__ = ["check_invertible", "iResNet", "iResNetBlock"]
+__all__ = ["LEGACY_EXPORTER", "check_invertible", "iResNet", "iResNetBlock"]
 
-_LEGACY_EXPORTER = (
-    "iResNetBlock.inverse cannot be traced by torch.jit.trace or torch.onnx.export(dynamo=False): "
+LEGACY_EXPORTER = (
+    "an iResNet's inverse cannot be traced by torch.jit.trace or torch.onnx.export(dynamo=False): "
     "the trace would unroll the fixed-point iteration to the example's step counts and give wrong "
     "numbers for other inputs. Export with torch.onnx.export(..., dynamo=True, "
     "custom_translation_table=iresnet_onnx.onnx_translation_table()), which keeps the Loop"
@@ -185,7 +185,7 @@ class iResNetBlock(nn.Module):
                 )
             return self._scripted_solve(y, maxiter_, atol_, rtol_)
         if torch.jit.is_tracing():
-            raise UsageError(_LEGACY_EXPORTER)
+            raise UsageError(LEGACY_EXPORTER)
         if torch.compiler.is_compiling():
             return self._traced_solve(y, maxiter_, atol_, rtol_)
         check_solver_options(maxiter, atol, rtol, "iResNetBlock.inverse")

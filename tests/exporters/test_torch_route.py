@@ -168,8 +168,10 @@ def test_torch_compile_fullgraph_trains_like_eager():
         torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_the_legacy_exporter_refuses_the_inverse(tmp_path):
-    model = EncoderDecoder(make_model(4, 1)).eval()
+@pytest.mark.parametrize("frozen", [False, True], ids=["model", "frozen"])
+def test_the_legacy_exporter_refuses_the_inverse(tmp_path, frozen):
+    flow = make_model(4, 1)
+    model = EncoderDecoder(freeze(flow) if frozen else flow).eval()
     with pytest.raises(Exception, match="dynamo=True, custom_translation_table"):
         torch.onnx.export(model, (torch.randn(2, 4),), str(tmp_path / "m.onnx"), dynamo=False)
 
