@@ -3,7 +3,7 @@
 ``ops.Gemm(x, w, b, transB=1)`` records a node and returns its output value, much like onnxscript's
 ``op.Gemm``; unlike ``@script`` functions, the graph's structure can depend on the model (activation,
 variant, number of layers) and every value gets the types that ``onnx.checker``'s full check wants.
-Reductions are emitted for the target opset (axes became an input in opset 18).
+Reductions are emitted for the target opset (axes became an input in opset 18; ReduceSum's in 13).
 
 A :class:`Component` (SpectralNorm, Bottleneck, BlockInverse, …) is a named piece of graph written
 once as a Python function. ``ops.invoke(component, …)`` either calls it as a custom-domain ONNX
@@ -127,7 +127,8 @@ class Ops:
         """``ReduceMax``/``ReduceL2``/… over ``axes`` (all axes when None), for any opset."""
         if axes is None:
             return self.op(op_type, x, keepdims=keepdims)
-        if self.opset >= 18:
+        # axes became an input in opset 18, for ReduceSum already in 13
+        if self.opset >= (13 if op_type == "ReduceSum" else 18):
             return self.op(op_type, x, self.const(list(axes), INT64), keepdims=keepdims)
         return self.op(op_type, x, axes=list(axes), keepdims=keepdims)
 

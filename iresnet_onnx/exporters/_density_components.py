@@ -82,56 +82,28 @@ class OnnxMath:
 
 
 def log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
-    """log det(I + S) for a batch S[B, k, k] with ‖S‖₂ < 1, by a blocked LU without pivoting.
+    """log det(I + S) for a batch S[B, k, k] with ‖S‖₂ < 1, by an unrolled LU without pivoting.
 
     Every leading principal submatrix of I + S is I + (a submatrix of S), of norm < 1, hence
-    nonsingular with positive determinant, and so is every Schur complement: elimination needs no
-    pivoting. The columns go two at a time: with the leading 2×2 block P (closed-form inverse and
-    determinant), det M = det P · det(D − C·P⁻¹·B), the trailing update one batched MatMul — a few
-    large ops per pair of columns instead of k rounds of element-wise ones. Written out, not ONNX
+    nonsingular with positive determinant: elimination needs no pivoting, every pivot is > 0, and
+    log det = Σ log(pivot). The matrix is laid out batch-last, ``[k, k, B]``: each elimination
+    step then broadcasts along the contiguous batch, which onnxruntime's element-wise kernels
+    stream (batch-first, the same step broadcasts along the innermost axis, several times
+    slower at large batches; the measurement is in results/density.md). No row mask: a row
+    already eliminated is zero, so updating every row changes nothing. Unrolled, not ONNX
     ``Det``: only onnxruntime has a Det kernel, and only for float32.
     """
-    matrix = ops.Add(small, ops.const(np.eye(size)))
-    log_det = None
-    remaining = size
-    while remaining > 0:
-        if remaining == 1:
-            pivot = ops.Reshape(matrix, ops.const([-1], INT64))
-            return _add(ops, log_det, ops.Log(pivot))
-        head = ops.const([0, 1], INT64)
-        top = ops.Gather(matrix, head, axis=1)  # [B, 2, m]
-        (a, b), (c, d) = ([_entry(ops, top, row, column) for column in (0, 1)] for row in (0, 1))
-        det = ops.Sub(ops.Mul(a, d), ops.Mul(b, c))  # det P > 0
-        log_det = _add(ops, log_det, ops.Log(det))
-        if remaining == 2:
-            return log_det
-        rest = ops.const(np.arange(2, remaining), INT64)
-        upper = ops.Gather(top, rest, axis=2)  # B block: [B, 2, m − 2]
-        lower = ops.Gather(matrix, rest, axis=1)  # [B, m − 2, m]
-        left = ops.Gather(lower, head, axis=2)  # C block: [B, m − 2, 2]
-        trailing = ops.Gather(lower, rest, axis=2)  # D block
-        inverse = _inverse_2x2(ops, a, b, c, d, det)  # [B, 2, 2]
-        matrix = ops.Sub(trailing, ops.MatMul(left, ops.MatMul(inverse, upper)))
-        remaining -= 2
-    return log_det
-
-
-def _add(ops: Ops, total: ir.Value | None, term: ir.Value) -> ir.Value:
-    return term if total is None else ops.Add(total, term)
-
-
-def _entry(ops: Ops, rows: ir.Value, row: int, column: int) -> ir.Value:
-    """``rows[:, row, column]``: ``[B]``."""
-    picked = ops.Gather(rows, ops.const(row, INT64), axis=1)
-    return ops.Gather(picked, ops.const(column, INT64), axis=1)
-
-
-def _inverse_2x2(ops: Ops, a: ir.Value, b: ir.Value, c: ir.Value, d: ir.Value, det: ir.Value):
-    """[[a, b], [c, d]]⁻¹ = [[d, −b], [−c, a]] / det, per row: ``[B, 2, 2]``."""
-    stacked = ops.Concat(*(ops.Unsqueeze(v, ops.const([1], INT64))
-                           for v in (d, ops.Neg(b), ops.Neg(c), a)), axis=1)  # fmt: skip
-    shaped = ops.Reshape(stacked, ops.const([-1, 2, 2], INT64))
-    return ops.Div(shaped, ops.Unsqueeze(det, ops.const([1, 2], INT64)))
+    matrix = ops.Transpose(ops.Add(small, ops.const(np.eye(size))), perm=[1, 2, 0])
+    pivots = []
+    for j in range(size):
+        index = ops.const([j], INT64)
+        row = ops.Gather(matrix, index, axis=0)  # [1, k, B]
+        pivots.append(ops.Gather(row, index, axis=1))  # [1, 1, B]
+        if j < size - 1:
+            column = ops.Gather(matrix, index, axis=1)  # [k, 1, B]
+            matrix = ops.Sub(matrix, ops.Mul(ops.Div(column, pivots[-1]), row))
+    stacked = ops.Concat(*pivots, axis=0) if size > 1 else pivots[0]  # [k, 1, B]
+    return ops.reduce("ReduceSum", ops.Log(stacked), [0, 1], keepdims=0)
 
 
 def block_density_component(

@@ -116,7 +116,7 @@ def wrong_activation(model: onnx.ModelProto) -> int:
 
 
 def pivot_not_logged(model: onnx.ModelProto) -> int:
-    """The density graph's log-det adds one LU pivot itself instead of its log."""
+    """The density graph's log-det sums one block's LU pivots themselves instead of their logs."""
     for _, container in node_lists(model):
         for node in container.node:
             if node.op_type == "Log":
