@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InvalidModelError, RuntimeUnavailableError, UnsupportedModelError, UsageError
 from ._js import JsChild, decode, encode, lacking, require_tools
 from ._session import (
+    ModelInfo,
     Session,
     check_solver_inputs,
     check_threads,
@@ -49,8 +50,9 @@ class JsSession(Session):
     browser: ClassVar[bool] = False
 
     def __init__(
-        self, path: str | Path, device: str, *, threads: int | None = None, timeout: float = 120.0
-    ):
+        self, path: str | Path, device: str, *, threads: int | None = None,
+        timeout: float = 120.0, like: ModelInfo | None = None,
+    ):  # fmt: skip
         if device != self.device:
             raise RuntimeUnavailableError(
                 f"{self.runtime} has no device {device!r}; use {self.device}"
@@ -62,7 +64,7 @@ class JsSession(Session):
                 f"{self.runtime} takes the export's .onnx graphs, not {path} (onnxruntime's own "
                 "format); run the .onnx file beside it, or the .ort file on onnxruntime"
             )
-        proto, info = read_model(path)
+        proto, info = read_model(path, like)
         super().__init__(info)
         proto, self.defaults = inputs_with_defaults(proto)
         self.output_names = [value.name for value in proto.graph.output]
