@@ -3,8 +3,22 @@
 import pytest
 import torch
 
-from iresnet_onnx import LinearContraction, export, iResNet
+from iresnet_onnx import LinearContraction, export, iResNet, runtimes
 from iresnet_onnx.bench import suite_model
+
+CHILD_PROCESS_RUNTIMES = ("node", "web")
+"""Runtimes in a Node.js child or a browser page: each session starts a process (seconds for a
+page), so the matrices run on the in-process ones and tests/runtimes/test_js.py covers these."""
+
+
+def onnx_runtimes(loop: bool = True) -> list[str]:
+    """The in-process ONNX runtimes here; without ``loop``, tract too (it runs no Loop)."""
+    return [
+        name
+        for name in runtimes.available()
+        if name.partition(":")[0] not in ("torch", *CHILD_PROCESS_RUNTIMES)
+        and (not loop or not name.startswith("tract:"))
+    ]
 
 
 def make_model(

@@ -14,9 +14,9 @@ from iresnet_onnx._manifest import read_manifest, verify_hashes
 from iresnet_onnx._tolerances import TOLERANCES
 from iresnet_onnx.exporters import fixed_steps, model_spec
 from iresnet_onnx.parity import check
-from tests.conftest import make_model
+from tests.conftest import make_model, onnx_runtimes
 
-ALL = [name for name in runtimes.available() if not name.startswith("torch:")]
+ALL = onnx_runtimes(loop=False)
 PORTABLE = {"spectral_norm": "folded", "inverse": "fixed"}
 
 

@@ -13,7 +13,7 @@ import pytest
 from iresnet_onnx import export, runtimes
 from iresnet_onnx._structure import ACTIVATIONS as ALLOWED_ACTIVATIONS
 from iresnet_onnx.parity import check
-from tests.conftest import make_model, stale_power_vectors
+from tests.conftest import make_model, onnx_runtimes, stale_power_vectors
 
 WIDTHS = (2, 17, 64)
 VARIANTS = ("lowrank", "mlp")
@@ -37,19 +37,15 @@ QUICK = [
 The full product (108 configurations, about 5 minutes on 2 cores) is marked slow."""
 
 
-def onnx_runtimes(mode: str = "portable") -> list[str]:
-    """Every ONNX runtime here that runs ``mode``'s export (tract: the Loop-free one only)."""
-    return [
-        name
-        for name in runtimes.available()
-        if not name.startswith("torch:") and (mode == "portable" or not name.startswith("tract:"))
-    ]
+def runtimes_for(mode: str) -> list[str]:
+    """Every in-process ONNX runtime here that runs ``mode``'s export (tract: the Loop-free one)."""
+    return onnx_runtimes(loop=mode != "portable")
 
 
 def run_config(tmp_path, n, variant, activation, nblocks, mode):
     model = make_model(n, nblocks, variant=variant, activation=activation, seed=n)
     export(model, tmp_path, validate=False, **EXPORT_OPTIONS[mode])
-    names = onnx_runtimes(mode)
+    names = runtimes_for(mode)
     report = check(model, tmp_path, runtimes=names, batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
     assert {row.runtime for row in report.rows} == set(names)
@@ -60,7 +56,7 @@ def run_config(tmp_path, n, variant, activation, nblocks, mode):
 
 
 def test_the_runtimes_ci_installs_are_in_the_matrix():
-    assert {"onnxruntime:cpu", "openvino:cpu", "tract:cpu", "reference:cpu"} <= set(onnx_runtimes())
+    assert {"onnxruntime:cpu", "openvino:cpu", "tract:cpu", "reference:cpu"} <= set(runtimes_for("portable"))
 
 
 @pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), QUICK)
@@ -85,7 +81,7 @@ def test_parity_with_stale_and_cold_warm_starts(tmp_path, n, variant, start):
     layers = sum(1 for name, _ in model.named_buffers() if name.endswith("power_vector"))
     stale_power_vectors(model, seed=n, cold=tuple(range(layers)) if start == "cold" else ())
     export(model, tmp_path, spectral_norm="loop", validate=False)
-    report = check(model, tmp_path, runtimes=onnx_runtimes("loop"), batch_sizes=BATCHES, seed=1)
+    report = check(model, tmp_path, runtimes=runtimes_for("loop"), batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
 
 
@@ -107,7 +103,7 @@ def test_parity_cuda(tmp_path, n, variant, activation, nblocks, mode):
 def test_parity_with_steps_per_check(tmp_path, n, variant, activation):
     model = make_model(n, 5, variant=variant, activation=activation, seed=n)
     export(model, tmp_path, steps_per_check=8, validate=False)
-    report = check(model, tmp_path, runtimes=onnx_runtimes("loop"), batch_sizes=BATCHES, seed=1)
+    report = check(model, tmp_path, runtimes=runtimes_for("loop"), batch_sizes=BATCHES, seed=1)
     assert report.passed, str(report)
     for row in report.rows:
         if row.check == "inverse":
@@ -122,6 +118,6 @@ def test_every_allowed_activation_exports(tmp_path, activation, mode):
     model = make_model(5, 2, variant="mlp", activation=activation, seed=3)
     export(model, tmp_path, validate=False, **EXPORT_OPTIONS[mode])
     report = check(
-        model, tmp_path, runtimes=onnx_runtimes(mode), batch_sizes=(1, 9), leading_dims=False
+        model, tmp_path, runtimes=runtimes_for(mode), batch_sizes=(1, 9), leading_dims=False
     )
     assert report.passed, str(report)
