@@ -28,6 +28,7 @@ import traceback
 import warnings
 
 from ..errors import IresnetOnnxError, MissingExtraError, ParityError, VerificationError
+from ._output import complain
 from ._parser import build_parser
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERNAL", "EXIT_USAGE", "main", "require_extras"]
@@ -76,7 +77,7 @@ def _one_line_warnings(command: str) -> None:
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         text = str(message).splitlines()[0] if str(message) else ""
-        print(f"iresnet-onnx {command}: warning: {category.__name__}: {text}", file=sys.stderr)
+        complain(command, f"warning: {category.__name__}: {text}")
 
     warnings.showwarning = show
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     def fail(code: int, text: str) -> int:
         if debug:
             traceback.print_exc()
-        print(f"iresnet-onnx {args.command}: {text}", file=sys.stderr)
+        complain(args.command, text)
         return code
 
     try:

@@ -10,12 +10,9 @@ from typing import Any
 from .._layout import CHECKPOINT
 from ..errors import UsageError, VerificationError
 from ._arguments import load_hp_file
+from ._output import say, say_json
 
 __all__ = ["batch", "bench", "demo", "export", "inspect", "score", "train", "verify", "web"]
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -25,9 +22,9 @@ def demo(args: argparse.Namespace) -> int:
     fix_malloc_thresholds()  # its latency table: see iresnet-onnx bench
     out = Path(args.out)
     summary = run_demo(out, epochs=args.epochs, samples=args.samples, seed=args.seed)
-    print(f"\ndone in {summary['seconds']:.0f} s. Everything is in {out}/:")
+    say(f"\ndone in {summary['seconds']:.0f} s. Everything is in {out}/:")
     for name, what in OUTPUTS:
-        print(f"  {out / name}  {what}")
+        say(f"  {out / name}  {what}")
     return 0
 
 
@@ -75,8 +72,8 @@ def train(args: argparse.Namespace) -> int:
         if created:  # nothing left behind: not even the folder the run made
             shutil.rmtree(out, ignore_errors=True)
         raise
-    print(f"trained on {data.shape[0]}×{data.shape[1]} in {result.seconds:.1f} s, "
-          f"final NLL {result.losses[-1]:.4f}; checkpoint: {path}")  # fmt: skip
+    say(f"trained on {data.shape[0]}×{data.shape[1]} in {result.seconds:.1f} s, "
+        f"final NLL {result.losses[-1]:.4f}; checkpoint: {path}")  # fmt: skip
     return 0
 
 
@@ -105,11 +102,11 @@ def export(args: argparse.Namespace) -> int:
         ort_format=args.ort_format, openvino_ir=args.openvino_ir, runtimes=args.runtime,
         **options,
     )  # fmt: skip
-    print(f"exported {args.checkpoint} in {result.seconds:.2f} s:")
+    say(f"exported {args.checkpoint} in {result.seconds:.2f} s:")
     for name, path in result.paths.items():
-        print(f"  {name:<10} {path}")
+        say(f"  {name:<10} {path}")
     if result.report is not None:
-        print(result.report)
+        say(result.report)
     return 0
 
 
@@ -142,15 +139,15 @@ def verify(args: argparse.Namespace) -> int:
         problems.append(f"cannot run parity: {error}")  # a file broken since export (exit 1)
     passed = not problems
     if args.json:
-        print_json({
+        say_json({
             "passed": passed, "hashes": hashes, "problems": problems,
             "parity": report.to_dict() if report is not None else None,
         })  # fmt: skip
     else:
         for name, state in hashes.items():
-            print(f"sha256 {name}: {state}")
+            say(f"sha256 {name}: {state}")
         if report is not None:
-            print(report)
+            say(report)
     if not passed:
         raise VerificationError(f"verification of {folder} failed: {'; '.join(problems)}")
     return 0
@@ -220,19 +217,19 @@ def bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
         report, data = suite_report(rows, args.widths, args.repeats, args.threads)
         if args.json:
-            print_json(data)
+            say_json(data)
         else:
-            print(report)
+            say(report)
         return 0
     rows = bench_export(
         args.dir, batches=args.batch, runtimes=args.runtime, repeats=args.repeats,
         threads=args.threads, progress=not args.json,
     )  # fmt: skip
     if args.json:
-        print_json({"machine": machine(), "threads": args.threads, "rows": rows_to_dicts(rows)})
+        say_json({"machine": machine(), "threads": args.threads, "rows": rows_to_dicts(rows)})
     else:
-        print(f"latency, {args.threads} threads; ratio = torch eager / runtime")
-        print(format_table(rows, reference="eager"))
+        say(f"latency, {args.threads} threads; ratio = torch eager / runtime")
+        say(format_table(rows, reference="eager"))
     return 0
 
 
@@ -244,14 +241,14 @@ def score(args: argparse.Namespace) -> int:
         args.dir, args.data, args.out, runtime=args.runtime, batch_size=args.batch_size,
         nonfinite=nonfinite, column=getattr(args, "column", None), progress=not args.quiet,
     )  # fmt: skip
-    print(
+    say(
         f"scored {summary.rows:,} rows on {summary.runtime} in {summary.seconds:.2f} s "
         f"({summary.rows_per_second:,.0f} rows/s): {summary.out}"
     )
     if nonfinite == "flag":
-        print(f"  non-finite rows skipped (score NaN): {summary.skipped:,}")
+        say(f"  non-finite rows skipped (score NaN): {summary.skipped:,}")
     if summary.nonfinite_results:
-        print(f"  rows whose score is NaN or Inf: {summary.nonfinite_results:,}")
+        say(f"  rows whose score is NaN or Inf: {summary.nonfinite_results:,}")
     return 0
 
 
@@ -264,22 +261,22 @@ def batch(args: argparse.Namespace) -> int:
         address=args.address, overwrite=args.overwrite, nonfinite=args.nonfinite,
         column=args.column, progress=not args.quiet,
     )  # fmt: skip
-    print(
+    say(
         f"{summary.graph}: {summary.rows:,} rows on {summary.runtime} in {summary.seconds:.2f} s "
         f"({summary.rows_per_second:,.0f} rows/s; Ray start-up {summary.ray_start_seconds:.1f} s "
         f"apart): {summary.out}"
     )
     for pid, stats in sorted(summary.workers.items()):
-        print(
+        say(
             f"  worker pid {pid}: {stats.rows:,} rows, {stats.rows_per_second:,.0f} rows/s "
             "in the runtime"
         )
     if summary.graph == "inverse":
-        print(f"  rows that did not converge: {summary.not_converged:,}")
+        say(f"  rows that did not converge: {summary.not_converged:,}")
     if args.nonfinite == "flag":
-        print(f"  non-finite rows skipped (output NaN): {summary.nonfinite:,}")
+        say(f"  non-finite rows skipped (output NaN): {summary.nonfinite:,}")
     if summary.nonfinite_results:
-        print(f"  rows whose output is NaN or Inf: {summary.nonfinite_results:,}")
+        say(f"  rows whose output is NaN or Inf: {summary.nonfinite_results:,}")
     return 0
 
 
@@ -288,9 +285,9 @@ def inspect(args: argparse.Namespace) -> int:
 
     info = inspect_path(Path(args.path))
     if args.json:
-        print_json(info)
+        say_json(info)
     else:
-        print(render(info))
+        say(render(info))
     return 0
 
 
@@ -300,12 +297,12 @@ def web(args: argparse.Namespace) -> int:
     if args.screenshot and not args.check:
         raise UsageError("--screenshot needs --check (the page is opened to take it)")
     out = build_site(args.dir, args.out)
-    print(f"site of {args.dir} written to {out}/; serve it over HTTP, e.g. "
-          f"python -m http.server -d {out}, and open the address it prints")  # fmt: skip
+    say(f"site of {args.dir} written to {out}/; serve it over HTTP, e.g. "
+        f"python -m http.server -d {out}, and open the address it prints")  # fmt: skip
     if not args.check:
         return 0
     result = check_site(out, screenshot=args.screenshot)
-    print(f"in headless Chromium: {result.verdict}")
+    say(f"in headless Chromium: {result.verdict}")
     if not result.passed:
         raise VerificationError(f"the page of {out} says {result.verdict}")
     return 0
