@@ -2,7 +2,7 @@ r"""LinearContraction: a linear layer whose Lipschitz constant is at most ``c < 
 
 import math
 import numbers
-from typing import Final, Optional
+from typing import Final, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,44 @@ quotient's error is of the order of the squared residual, so ``rtol = 1e-4`` giv
 _COLD_START_MAXITER: Final = 10_000
 
 
+class _EvalSigma(NamedTuple):
+    """σ of the weights an eval call measured, with the copy of the weights and c it holds for."""
+
+    weight: Tensor
+    c: Tensor
+    sigma: Tensor
+    u: Tensor
+    v: Tensor
+    folded: Tensor  # A′, detached
+    inference: bool  # made under torch.inference_mode: such tensors serve nothing else
+
+    def holds_for(self, weight: Tensor, c: Tensor) -> bool:
+        """Whether these are still the values: compared entry by entry, so an edit of any kind
+        (an optimiser step, ``load_state_dict``, ``weight.data[...] = …``) is seen."""
+        return (
+            (not self.inference or torch.is_inference_mode_enabled())
+            and weight.shape == self.weight.shape
+            and weight.dtype == self.weight.dtype
+            and weight.device == self.weight.device
+            and torch.equal(weight, self.weight)
+            and torch.equal(c, self.c)
+        )
+
+
+class _KnownSigma(torch.autograd.Function):
+    """σ already measured (an eval call's cache), with the spectral norm's gradient u vᵀ."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, known: _EvalSigma) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(known.u, known.v)
+        return known.sigma.clone()
+
+    @staticmethod
+    def backward(ctx, grad_sigma: Tensor) -> tuple[Optional[Tensor], None]:  # type: ignore[override]
+        u, v = ctx.saved_tensors
+        return grad_sigma * torch.outer(u, v), None
+
+
 def check_width(x: Tensor, expected: int, what: str) -> None:
     """A :class:`~iresnet_onnx.errors.UsageError` unless the last dimension of ``x`` is
     ``expected``."""
@@ -41,9 +79,14 @@ class LinearContraction(nn.Module):
     ‖A‖₂ comes from :class:`~iresnet_onnx.SpectralNorm` (gradient u vᵀ), warm-started from the
     persistent buffer ``power_vector``. In training the buffer follows the weights; in eval mode
     nothing is written but ``spectral_norm`` (σ of the current weights), so two eval calls are
-    bit-identical. σ is measured at every call, so the layer is right for whatever edited its
-    weights; :func:`iresnet_onnx.freeze` folds A′ once for inference. The bias is not scaled.
+    bit-identical. σ follows whatever edited the weights: training measures it at every call; eval
+    keeps the σ it measured with a copy of the weights and c, and measures again when an entry
+    differs (one comparison per layer and call instead of a power iteration; the copy costs the
+    weights' memory once more). :func:`iresnet_onnx.freeze` folds A′ once, without the comparison.
+    The bias is not scaled.
     """
+
+    __jit_ignored_attributes__ = ["_eval_sigma"]  # noqa: RUF012 (read by TorchScript)
 
     input_size: Final[int]
     output_size: Final[int]
@@ -61,6 +104,7 @@ class LinearContraction(nn.Module):
     """BUFFER: the unit power-iteration vector (length min(in, out)) that warm-starts the next call."""
     weight: Tensor
     bias: Optional[Tensor]
+    _eval_sigma: Optional[_EvalSigma]
 
     def __init__(self, input_size: int, output_size: int, *, c: float = 0.97, bias: bool = True):
         super().__init__()
@@ -86,6 +130,7 @@ class LinearContraction(nn.Module):
         # leave the state_dict unchanged while this buffer follows the current weights
         self.register_buffer("spectral_norm", torch.tensor(0.0), persistent=False)
         self.register_buffer("power_vector", torch.zeros(min(self.input_size, self.output_size)))
+        self._eval_sigma = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -131,14 +176,32 @@ class LinearContraction(nn.Module):
             if self.training:
                 self.power_vector.copy_(result.vector)
             return torch.dot(result.u, self.weight @ result.v)
-        if self.training or (torch.is_grad_enabled() and self.weight.requires_grad):
-            start = self.power_vector if self.training else self.power_vector.clone()
+        if self.training:
             return SpectralNorm.apply(
-                self.weight, self.power_atol, self.power_rtol, self.power_maxiter, start
+                self.weight, self.power_atol, self.power_rtol, self.power_maxiter, self.power_vector
             )
-        return power_iteration(
-            self.weight, self.power_vector, self.power_atol, self.power_rtol, self.power_maxiter
-        ).sigma
+        known = self._measured_in_eval()
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return _KnownSigma.apply(self.weight, known)
+        return known.sigma
+
+    @torch.jit.unused
+    def _measured_in_eval(self) -> _EvalSigma:
+        """σ of the current weights in eval mode: the kept one while weights and c are unchanged,
+        else a power iteration from the stored vector (which eval leaves as it is)."""
+        known = self._eval_sigma
+        if known is not None and known.holds_for(self.weight, self.c):
+            return known
+        with torch.no_grad():
+            weight = self.weight.detach()
+            result = power_iteration(
+                weight, self.power_vector, self.power_atol, self.power_rtol, self.power_maxiter
+            )
+            folded = weight * torch.minimum(self.c / result.sigma, self.one)
+            known = _EvalSigma(weight.clone(), self.c.clone(), result.sigma, result.u, result.v,
+                               folded, torch.is_inference_mode_enabled())  # fmt: skip
+        self._eval_sigma = known
+        return known
 
     @torch.jit.unused
     def _traced_sigma(self) -> Tensor:
@@ -159,7 +222,19 @@ class LinearContraction(nn.Module):
         sigma = self._sigma()
         if torch.jit.is_scripting() or not torch.compiler.is_compiling():
             self.spectral_norm = sigma.detach()
+            if not torch.jit.is_scripting() and self._eval_is_plain():
+                return self._kept_folded()
         return self.weight * torch.minimum(self.c / sigma, self.one)
+
+    @torch.jit.unused
+    def _eval_is_plain(self) -> bool:
+        """Eval mode without autograd: A′ as kept with σ serves as it is."""
+        return not self.training and not (torch.is_grad_enabled() and self.weight.requires_grad)
+
+    @torch.jit.unused
+    def _kept_folded(self) -> Tensor:
+        assert self._eval_sigma is not None  # _sigma has just measured or confirmed it
+        return self._eval_sigma.folded
 
     def forward(self, x: Tensor) -> Tensor:
         """Signature: ``[..., input_size] → [..., output_size]``."""

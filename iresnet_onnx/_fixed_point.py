@@ -64,9 +64,11 @@ def solve(
         r_active = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
         x_active = x_next
         k += 1
-        running = r_active > atol  # `>`: a NaN residual is not "running" (as the ONNX Greater)
-        if bool(running.all()):
+        # every row runs on while the least residual exceeds atol; a NaN makes the test false and
+        # its row stops below (`>` as the ONNX Greater: NaN is not "running")
+        if bool(r_active.amin() > atol):
             continue
+        running = r_active > atol
         stopped = ~running
         x[index[stopped]] = x_active[stopped]
         residuals[index[stopped]] = r_active[stopped]

@@ -1,7 +1,8 @@
 r"""``freeze(model)``: an iResNet's plain inference form, A′ folded once.
 
-The trainable modules measure σ of their current weights at every call, which keeps them right
-whatever edits a weight but costs a power-iteration check per layer and call. For inference,
+The trainable modules check σ against their current weights at every call, which keeps them
+right whatever edits a weight but costs a comparison of the weights per layer and call in eval
+mode (a power iteration in training). For inference,
 ``freeze`` takes a snapshot: each block's A′ = A·min(c/‖A‖₂, 1) and biases become buffers, and
 g is plain tensor code (``linear`` and the activation), with the same ``forward``, ``inverse``,
 ``inverse_with_stats``, ``log_abs_det_jacobian`` and ``log_prob`` as the model. Like torch's

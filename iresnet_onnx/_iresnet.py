@@ -233,9 +233,9 @@ class iResNetBlock(nn.Module):
             r_active = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
             x_active = x_next
             k += 1
-            running = r_active > atol
-            if bool(running.all()):
+            if bool(r_active.amin() > atol):
                 continue
+            running = r_active > atol
             stopped = ~running
             x[index[stopped]] = x_active[stopped]
             residuals[index[stopped]] = r_active[stopped]
