@@ -176,9 +176,10 @@ class LinearContraction(nn.Module):
             if self.training:
                 self.power_vector.copy_(result.vector)
             return torch.dot(result.u, self.weight @ result.v)
-        if self.training:
+        if self.training or torch.jit.is_tracing():  # a trace records the iteration, no cache
+            start = self.power_vector if self.training else self.power_vector.clone()
             return SpectralNorm.apply(
-                self.weight, self.power_atol, self.power_rtol, self.power_maxiter, self.power_vector
+                self.weight, self.power_atol, self.power_rtol, self.power_maxiter, start
             )
         known = self._measured_in_eval()
         if torch.is_grad_enabled() and self.weight.requires_grad:
@@ -229,7 +230,11 @@ class LinearContraction(nn.Module):
     @torch.jit.unused
     def _eval_is_plain(self) -> bool:
         """Eval mode without autograd: A′ as kept with σ serves as it is."""
-        return not self.training and not (torch.is_grad_enabled() and self.weight.requires_grad)
+        return not (
+            self.training
+            or torch.jit.is_tracing()
+            or (torch.is_grad_enabled() and self.weight.requires_grad)
+        )
 
     @torch.jit.unused
     def _kept_folded(self) -> Tensor:
