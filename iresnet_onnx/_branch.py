@@ -7,6 +7,7 @@ vector-Jacobian products from the activation table's ϕ′, without autograd (an
 below autograd, where autograd records nothing).
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,17 +97,21 @@ def make_layers(steps: Sequence[Step], parameters: Sequence[Tensor]) -> list[Lay
     """The layers of ``steps`` from ``parameters``: each linear step's A′, then its bias where the
     step has one, in order (what ``iResNetBlock.g_parameters`` returns)."""
     remaining = iter(parameters)
-    activations: dict[str, nn.Module] = {}
     layers: list[Layer] = []
     for step in steps:
         if isinstance(step, LinearStep):
             weight = next(remaining)
             layers.append((weight, next(remaining) if step.bias else None))
         else:
-            if step.name not in activations:
-                activations[step.name] = getattr(nn, step.name)()
-            layers.append(activations[step.name])
+            layers.append(_activation(step.name))
     return layers
+
+
+@functools.cache
+def _activation(name: str) -> nn.Module:
+    """One module per activation name: the table's activations hold no state (no parameters, no
+    buffers), so every g may share it, and a solver that makes its layers per step pays nothing."""
+    return getattr(nn, name)()
 
 
 def apply_layers(x: Tensor, layers: Sequence[Layer]) -> Tensor:

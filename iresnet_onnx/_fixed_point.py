@@ -52,11 +52,11 @@ def solve(
     rows = flat.shape[0]
     if rows == 0:
         return FixedPointResult(y, torch.tensor(0, device=y.device), y.new_zeros(()))
-    x = torch.empty_like(flat)  # each row is written once, when it stops
-    residuals = torch.empty(rows, dtype=y.dtype, device=y.device)
-    index = torch.arange(rows, device=y.device)  # the rows still running
     y_active, x_active = flat, flat
     r_active = flat.new_full((rows,), math.inf)
+    # the stopped rows' results and the running rows' indices, from the first step where some rows
+    # stop and others run on (never, when all stop together: a single row, or a batch in step)
+    x = residuals = index = None
     k = 0
     while k < maxiter:
         x_next = y_active - g(x_active)
@@ -66,9 +66,15 @@ def solve(
         k += 1
         # every row runs on while the least residual exceeds atol; a NaN makes the test false and
         # its row stops below (`>` as the ONNX Greater: NaN is not "running")
-        if bool(r_active.amin() > atol):
+        least = r_active if r_active.shape[0] == 1 else r_active.amin()  # one row: no reduction
+        if least.item() > atol:
             continue
         running = r_active > atol
+        if index is None:
+            if not bool(running.any()):
+                break
+            x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
+            index = torch.arange(rows, device=y.device)
         stopped = ~running
         x[index[stopped]] = x_active[stopped]
         residuals[index[stopped]] = r_active[stopped]
@@ -76,10 +82,13 @@ def solve(
         if index.numel() == 0:
             break
         x_active, y_active, r_active = x_active[running], y_active[running], r_active[running]
+    steps = torch.tensor(k, device=y.device)
+    if index is None:  # every row stopped at the same step, or none before maxiter
+        return FixedPointResult(x_active.reshape(y.shape), steps, r_active.amax())
     if index.numel() > 0:  # maxiter reached with rows still running
         x[index] = x_active
         residuals[index] = r_active
-    return FixedPointResult(x.reshape(y.shape), torch.tensor(k, device=y.device), residuals.amax())
+    return FixedPointResult(x.reshape(y.shape), steps, residuals.amax())
 
 
 def fixed_point(

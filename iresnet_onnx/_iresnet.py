@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from ._branch import apply_layers, make_layers
 from ._contraction import LinearContraction, check_width
 from ._fixed_point import FixedPointResult, fixed_point
 from ._hyperparameters import BLOCK_HP, IRESNET_HP, block_hp, iresnet_hp
@@ -193,8 +194,12 @@ class iResNetBlock(nn.Module):
 
     @torch.jit.unused
     def _eager_solve(self, y: Tensor, maxiter: int, atol: float, rtol: float) -> FixedPointResult:
+        # g as plain layers (what self.g computes, without a module walk per fixed-point step)
+        hp = self.HP
+        steps = plan(hp["variant"], self.input_size, self.hidden_size, hp["activation"], hp["bias"])
+
         def g(x: Tensor, *parameters: Tensor) -> Tensor:
-            return self.g(x, list(parameters))
+            return apply_layers(x, make_layers(steps, parameters))
 
         return fixed_point(g, y, maxiter, atol, rtol, phi=tuple(self.g_parameters()))
 
@@ -222,20 +227,26 @@ class iResNetBlock(nn.Module):
         rows = flat.shape[0]
         if rows == 0:
             return y, torch.tensor(0, device=y.device), y.new_zeros(())
-        x = torch.empty_like(flat)
-        residuals = torch.empty(rows, dtype=y.dtype, device=y.device)
-        index = torch.arange(rows, device=y.device)
         y_active, x_active = flat, flat
         r_active = flat.new_full((rows,), math.inf)
+        compacting = False  # solve's `index is not None`: TorchScript refines no such Optional
+        x, residuals, index = flat, r_active, torch.arange(0, device=y.device)
         k = 0
         while k < maxiter:
             x_next = y_active - self.g(x_active, parameters)
             r_active = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
             x_active = x_next
             k += 1
-            if bool(r_active.amin() > atol):
+            least = r_active if r_active.shape[0] == 1 else r_active.amin()  # one row: no reduction
+            if least.item() > atol:
                 continue
             running = r_active > atol
+            if not compacting:
+                if not bool(running.any()):
+                    break
+                x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
+                index = torch.arange(rows, device=y.device)
+                compacting = True
             stopped = ~running
             x[index[stopped]] = x_active[stopped]
             residuals[index[stopped]] = r_active[stopped]
@@ -243,10 +254,13 @@ class iResNetBlock(nn.Module):
             if index.numel() == 0:
                 break
             x_active, y_active, r_active = x_active[running], y_active[running], r_active[running]
+        steps = torch.tensor(k, device=y.device)
+        if not compacting:
+            return x_active.reshape(y.shape), steps, torch.amax(r_active)
         if index.numel() > 0:
             x[index] = x_active
             residuals[index] = r_active
-        return x.reshape(y.shape), torch.tensor(k, device=y.device), torch.amax(residuals)
+        return x.reshape(y.shape), steps, torch.amax(residuals)
 
     @torch.jit.export
     def inverse(
