@@ -203,8 +203,9 @@ def examples(model: Any) -> dict[str, torch.Tensor]:
     }
 
 
-def legacy(what: str) -> Callable[[Job], Path]:
-    """torch.onnx.export(dynamo=False) with a dynamic batch, traced on 7 rows."""
+def legacy(what: str, dynamic: bool = True) -> Callable[[Job], Path]:
+    """torch.onnx.export(dynamo=False), traced on 7 rows, with a dynamic batch (``dynamic``) or
+    without (the exporter's default: the batch fixed at 7)."""
 
     def make(job: Job) -> Path:
         function, name, outputs = LEGACY[what]
@@ -214,7 +215,8 @@ def legacy(what: str) -> Callable[[Job], Path]:
             warnings.simplefilter("ignore")  # TracerWarnings: what this road is about
             torch.onnx.export(
                 Call(model, function), (example,), str(job.out), dynamo=False,
-                input_names=[name], output_names=outputs, dynamic_axes={name: {0: "batch"}},
+                input_names=[name], output_names=outputs,
+                dynamic_axes={name: {0: "batch"}} if dynamic else None,
             )  # fmt: skip
         return job.out
 
@@ -253,6 +255,8 @@ ROADS = [
     *(Road("e", f"version_converter → {opset}", "functions", convert(opset)) for opset in (17, 21)),
     Road("f", "torch.onnx.export(dynamo=False) of model.forward", "loop", legacy("forward"),
          graphs=("forward",)),
+    Road("f", "torch.onnx.export(dynamo=False) of model.forward, no dynamic_axes", "loop",
+         legacy("forward", dynamic=False), graphs=("forward",)),
     Road("f", "torch.onnx.export(dynamo=False) of log_prob, log_det, z", "loop",
          legacy("density"), graphs=("density",)),
     Road("f", "torch.onnx.export(dynamo=False) of model.inverse", "loop", legacy("inverse"),
@@ -320,12 +324,12 @@ def summarize(report: Any, baseline: dict[str, list[int]], work: Path) -> dict[s
     text += "" if worst.tensor in ("x", "y") else f" ({worst.tensor})"
     text += "" if equal is None else (", steps =" if equal else ", steps ≠")
     text += " (step rule)" if within and not report.passed else ""
-    return {
-        "passed": report.passed, "text": text, "max_abs": worst.max_abs,
-        "tolerance": worst.tolerance, "tensor": worst.tensor, "steps_equal": equal,
-        "steps": steps, "baseline_steps": baseline,
-        "eager_steps": {r.case: r.eager_iterations for r in rows if r.eager_iterations},
-    }  # fmt: skip
+    cell = {"passed": report.passed, "text": text, "max_abs": worst.max_abs,
+            "tolerance": worst.tolerance, "tensor": worst.tensor}  # fmt: skip
+    if steps:
+        eager = {r.case: r.eager_iterations for r in rows if r.eager_iterations}
+        cell.update(steps_equal=equal, steps=steps, baseline_steps=baseline, eager_steps=eager)
+    return cell
 
 
 def facts_text(family: str, facts: dict[str, Any], before: dict[str, Any], graph: str) -> str:
@@ -710,6 +714,15 @@ def run_roads(runner: Runner, keys: list[str]) -> dict[str, list[dict[str, Any]]
     return results
 
 
+NUMBERS = re.compile(r"\[\s*([-+.\deE]+(?:,\s*[-+.\deE]+)*)\s*\]")
+
+
+def dump_json(data: dict[str, Any]) -> str:
+    """Indented JSON with lists of numbers (step counts) on one line."""
+    text = json.dumps(data, indent=2, default=str)
+    return NUMBERS.sub(lambda m: "[" + ", ".join(re.split(r",\s*", m.group(1))) + "]", text) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -738,7 +751,7 @@ def main() -> int:
         lines += render_iree(data["iree"], args.iree_venv)
     report = "\n".join(lines) + "\n"
     print(report)
-    write_text_atomic(args.json, json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomic(args.json, dump_json(data))
     write_text_atomic(args.markdown, report)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
