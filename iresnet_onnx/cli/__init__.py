@@ -27,6 +27,11 @@ import sys
 import traceback
 import warnings
 
+# numpy imports numpy.random on first use, and a Ctrl-C that lands during that import is lost
+# (the KeyboardInterrupt is cleared inside the compiled module's abc registration): an export then
+# ran to the end after SIGINT and exited 0. Imported here, before any command's work starts.
+import numpy.random  # noqa: F401
+
 from ..errors import IresnetOnnxError, MissingExtraError, ParityError, VerificationError
 from ._output import complain
 from ._parser import build_parser
