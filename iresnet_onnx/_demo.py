@@ -216,5 +216,3 @@ def density_grid(density: rt.Session) -> tuple[np.ndarray, np.ndarray, np.ndarra
     points = np.stack([x1.ravel(), x2.ravel()], axis=1)
     log_prob = density.run(points)
     return x1, x2, np.exp(log_prob).reshape(x1.shape), float(axis[1] - axis[0])
-
-

@@ -17,7 +17,6 @@ def inside_circles(latent: np.ndarray) -> dict[str, float]:
     return {f"r<{r}": float((radius < r).mean()) for r in GAUSSIAN_2D_INSIDE}
 
 
-
 _STYLE = {"s": 2, "alpha": 0.5}
 Grid = tuple[np.ndarray, np.ndarray, np.ndarray, float]
 

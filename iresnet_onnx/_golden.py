@@ -29,7 +29,10 @@ from ._tolerances import TOLERANCES, StepRule, compare
 from .errors import InvalidModelError, UsageError, VerificationError
 from .graphs import GRAPHS
 
-__all__ = ["GOLDEN_BATCH_SIZES", "golden_entry", "read_case", "verify_golden", "write_golden"]
+__all__ = [
+    "GOLDEN_BATCH_SIZES", "golden_entry", "read_case", "reduced_precision", "verify_golden",
+    "write_golden",
+]  # fmt: skip
 
 GOLDEN_BATCH_SIZES = (1, 7, 64)
 
@@ -162,13 +165,101 @@ def verify_golden(
     )  # fmt: skip
     targets = _targets(folder, golden, graph_file)
     for graph, path, like in targets:
+        if graph_file is not None:
+            report.problems += reduced_precision(path, dtype)
         for name in names:
             notes = report.unsupported if requested else report.skipped
             session = load_or_note(notes, name, path, **({"like": like} if like else {}))
-            if session is not None:
-                with session:
+            if session is None:
+                continue
+            with session:
+                try:
                     report.rows += _case_rows(folder, golden, graph, session, name, dtype)
+                except Exception as error:
+                    if graph_file is None:
+                        raise  # the export's own graphs ran at export: a failure now is ours
+                    # a transformed file that loads but cannot run a golden case fails the check
+                    text = str(error).splitlines()[0] if str(error) else ""
+                    report.problems.append(
+                        f"{name} cannot run {path.name} on its golden cases: "
+                        f"{type(error).__name__}: {text}"
+                    )
     return report
+
+
+_REDUCED = ("float16", "bfloat16", "int8", "uint8", "float8", "int4", "uint4")
+"""Element types that hold weights below float32: a converter's fp16, a quantizer's int8."""
+_IR_TYPES = {"f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
+             "i8": "int8", "u8": "uint8", "f8e4m3": "float8e4m3", "f8e5m2": "float8e5m2",
+             "i4": "int4", "u4": "uint4"}  # fmt: skip
+"""OpenVINO IR's element type names, in numpy's words."""
+
+
+def reduced_precision(path: Path, dtype: str) -> list[str]:
+    """What in a transformed graph (ONNX, or OpenVINO IR ``.xml``) holds numbers below the
+    export's precision: its data input's type, and its weights' (fp16 by an fp16 converter or
+    OpenVINO's default ``compress_to_fp16``, int8 by a quantizer). Empty when none does."""
+    if path.suffix == ".xml":
+        import xml.etree.ElementTree as ElementTree
+
+        layers = ElementTree.parse(path).getroot().iter("layer")
+        typed = [
+            (layer.get("type"), _IR_TYPES.get(data.get("element_type", ""), ""))
+            for layer in layers for data in layer.iter("data")
+        ]  # fmt: skip
+        types = [kind for layer, kind in typed if layer == "Const"]
+        first_input = next((kind for layer, kind in typed if layer == "Parameter"), "")
+    else:
+        types, first_input = _onnx_tensor_types(path)
+    counts: dict[str, int] = {}
+    for kind in types:
+        if kind.startswith(_REDUCED) or (dtype == "float64" and kind == "float32"):
+            counts[kind] = counts.get(kind, 0) + 1
+    problems = []
+    if first_input.startswith("float") and first_input != dtype:
+        problems.append(f"{path.name} takes {first_input} input; the export is {dtype}")
+    if counts:
+        held = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
+        problems.append(f"{path.name} holds weights below {dtype} ({held} tensors)")
+    return problems
+
+
+def _onnx_tensor_types(path: Path) -> tuple[list[str], str]:
+    """The element types of every initializer and Constant of an ONNX file (subgraphs and
+    functions included), and its first input's."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return [], ""  # not ONNX: the runtime that loads it will say so
+    name = onnx.helper.tensor_dtype_to_np_dtype
+
+    def tensors(graph: onnx.GraphProto):
+        yield from graph.initializer
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:
+                    yield attribute.t
+                for sub in [attribute.g, *attribute.graphs]:
+                    if sub.node or sub.initializer:
+                        yield from tensors(sub)
+
+    def dtype_name(code: int) -> str:
+        try:
+            return name(code).name
+        except (KeyError, ValueError, TypeError):
+            return onnx.TensorProto.DataType.Name(code).lower()
+
+    found = [dtype_name(t.data_type) for t in tensors(model.graph)]
+    for function in model.functions:
+        for node in function.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:
+                    found.append(dtype_name(attribute.t.data_type))
+    inputs = model.graph.input
+    first = dtype_name(inputs[0].type.tensor_type.elem_type) if inputs else ""
+    return found, first
 
 
 def _targets(folder: Path, golden: dict, graph_file: Any) -> list[tuple[str, Path, Any]]:

@@ -56,10 +56,18 @@ class ParityReport:
     listed, not held against the export."""
     title: str = "parity"
     """What the report is: "parity" (against eager PyTorch) or "golden vectors"."""
+    problems: list[str] = field(default_factory=list)
+    """Findings that fail the report whatever the numbers: a transformed graph that computes below
+    the export's precision, or that could not run a case."""
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(row.passed for row in self.rows) and not self.unsupported
+        return (
+            bool(self.rows)
+            and all(row.passed for row in self.rows)
+            and not self.unsupported
+            and not self.problems
+        )
 
     @property
     def failures(self) -> list[ParityRow]:
@@ -98,7 +106,9 @@ class ParityReport:
         if self.passed:
             verdict = "PASSED"
         else:
-            verdict = f"FAILED ({len(self.failures)} rows, {len(self.unsupported)} unsupported)"
+            verdict = f"FAILED ({len(self.failures)} rows, {len(self.unsupported)} unsupported" + (
+                f", {len(self.problems)} problems)" if self.problems else ")"
+            )
         lines = [
             f"{self.title} of {self.export_dir} ({self.dtype}, spectral norm {self.spectral_norm}): "
             f"{verdict}",
@@ -109,6 +119,7 @@ class ParityReport:
             for kind, entries in (("unsupported", self.unsupported), ("skipped", self.skipped))
             for entry in entries
         ]
+        lines += [f"problem: {problem}" for problem in self.problems]
         return "\n".join(lines)
 
 

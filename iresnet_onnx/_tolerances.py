@@ -6,7 +6,8 @@ Tolerances (per row, times max(1, |expected|∞)): forward 1e-5, inverse, capped
 (log p) and jacobian (the log-det against autograd's full Jacobian) 1e-4 in float32; 1e-12 and
 1e-9 in float64. Step counts must be the reference's exactly
 (a graph that tests every K steps: rounded up to a multiple of K, and then the x tolerance admits
-those extra steps, each moving x by at most atol + rtol·|x|∞); one test apart is admitted only
+the K − 1 steps a row may run past its own stop, each moving x by at most atol + rtol·|x|∞ — a
+block's slowest row may stop at eager's count while the others ran on); one test apart is admitted only
 for a block whose final residual lies within rounding of atol on either side — |residual − atol| ≤
 16·eps·max(1, |x|∞) — and then the x tolerance also admits those steps (each moves x by at most
 atol + rtol·|x|∞). Converged flags (residual ≤ atol; NaN is never converged) must agree likewise.
@@ -108,8 +109,9 @@ class StepRule:
                 nearby = {self.graph_steps(eager_taken + d, maxiter) for d in (-1, 1)}
                 ok = taken in nearby and on_boundary
             # steps past eager's stop (K > 1, or the boundary) move x on, each by at most the
-            # last change: atol + rtol·|x|
-            widen = max(widen, abs(taken - eager_taken))
+            # last change: atol + rtol·|x|. With K > 1 every row may run up to K − 1 steps past
+            # its own eager stop, also where the block's slowest row stops at the same count
+            widen = max(widen, abs(taken - eager_taken), self.k - 1)
             steps_ok = steps_ok and ok
         if widen:
             row.tolerance += widen * (atol + rtol * magnitude)

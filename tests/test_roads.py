@@ -95,6 +95,15 @@ def test_openvino_ir_at_full_precision_passes_where_the_default_converter_fails(
         capsys, tmp_path / "ir", tmp_path / "forward.default.xml", "openvino:cpu"
     )
     assert code == 1 and "forward" in err
+    # the inverse's x may land within its tolerance (the K-step widening is wide): the fp16
+    # weights fail it all the same
+    default = ov.convert_model(str(tmp_path / "ir" / "inverse.onnx"))
+    ov.save_model(default, str(tmp_path / "inverse.default.xml"))
+    code, report, err = verify_graph(
+        capsys, tmp_path / "ir", tmp_path / "inverse.default.xml", "openvino:cpu"
+    )
+    assert code == 1 and "holds weights below float32" in err
+    assert any("float16 tensors" in problem for problem in report["problems"])
 
 
 def test_a_float64_model_gets_no_openvino_ir(tmp_path):
@@ -140,3 +149,20 @@ def test_a_graph_the_golden_vectors_cannot_place_is_bad_input(capsys, export_dir
     renamed = tmp_path / "forward.renamed.onnx"  # the name says: checked as forward.onnx
     shutil.copy(stranger, renamed)
     assert main([*args, str(renamed)]) == 0
+
+
+def test_a_graph_that_loads_but_cannot_run_a_case_fails_verification(capsys, export_dir, tmp_path):
+    static = tmp_path / "forward.static.onnx"  # the legacy exporter without dynamic_axes
+    torch.onnx.export(make_model(WIDTH, 1), (torch.randn(3, WIDTH),), str(static), dynamo=False,
+                      input_names=["x"])  # fmt: skip
+    code, report, err = verify_graph(capsys, export_dir, static)
+    assert code == 1, err  # a failed verification (was exit 3, "internal error")
+    assert "cannot run forward.static.onnx on its golden cases" in err
+    assert report["passed"] is False
+
+
+def test_a_float32_graph_fails_against_a_float64_export(capsys, exported, export_dir, tmp_path):
+    wide = exported("roads64", make_model(WIDTH, 2, dtype=torch.float64, seed=21)).out_dir
+    code, report, err = verify_graph(capsys, wide, export_dir / "inverse.onnx")
+    assert code == 1, err
+    assert "inverse.onnx takes float32 input; the export is float64" in report["problems"]

@@ -129,7 +129,7 @@ def verify(args: argparse.Namespace) -> int:
             if args.golden
             else _parity_report(args, folder, manifest)
         )
-        problems += [str(row) for row in report.failures]
+        problems += report.problems + [str(row) for row in report.failures]
         if report.unsupported and not problems:
             first = report.unsupported[0]
             raise UsageError(f"{first['runtime']} cannot run {first['graph']}: {first['reason']}")

@@ -224,7 +224,8 @@ export function judgeSteps(row, outputs, expected, k, solver, eps) {
       const nearby = [-1, 1].map((d) => graphSteps(eagerTaken + d, maxiter, k));
       ok = nearby.includes(taken) && onBoundary;
     }
-    widen = Math.max(widen, Math.abs(taken - eagerTaken));
+    // every row may run up to K − 1 steps past its own stop (as _tolerances.StepRule says)
+    widen = Math.max(widen, Math.abs(taken - eagerTaken), k - 1);
     stepsOk = stepsOk && ok;
   });
   if (widen) row.tolerance += widen * (atol + rtol * magnitude);

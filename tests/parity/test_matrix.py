@@ -56,7 +56,9 @@ def run_config(tmp_path, n, variant, activation, nblocks, mode):
 
 
 def test_the_runtimes_ci_installs_are_in_the_matrix():
-    assert {"onnxruntime:cpu", "openvino:cpu", "tract:cpu", "reference:cpu"} <= set(runtimes_for("portable"))
+    assert {"onnxruntime:cpu", "openvino:cpu", "tract:cpu", "reference:cpu"} <= set(
+        runtimes_for("portable")
+    )
 
 
 @pytest.mark.parametrize(("n", "variant", "activation", "nblocks", "mode"), QUICK)

@@ -146,3 +146,23 @@ def test_skipped_power_iteration_fails_with_stale_warm_starts(tmp_path):
     assert mutations.mutate(tmp_path, "forward.onnx", mutations.skip_power_iteration) >= 1
     report = check(model, tmp_path, runtimes=["onnxruntime:cpu"], batch_sizes=(5,))
     assert "forward" in {row.check for row in report.failures}, report.table()
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_rows_that_run_past_their_own_stop_are_admitted_only_as_far_as_k_allows(k):
+    """A graph that tests every K steps stops each row at the first test past its own eager stop:
+    up to K − 1 extra steps, each moving x by at most atol + rtol·|x|∞, also where the block's
+    slowest row stopped exactly on eager's count (its `iterations` then equal eager's)."""
+    from iresnet_onnx._report import ParityRow
+    from iresnet_onnx._tolerances import StepRule
+
+    solver, eps = {"maxiter": 100, "atol": 1e-5, "rtol": 0.0}, float(np.finfo(np.float32).eps)
+    outcome = {}
+    for extra in (k - 1, k):  # how far past their stop the other rows moved x, in steps
+        row = ParityRow("r", "inverse", [4, 6], extra * 1e-5, 0.0, 1e-6, True, 0.0)
+        outputs = {"iterations": np.array([16]), "residual": np.array([1e-6], np.float32)}
+        eager = {"iterations": np.array([16]), "x": np.zeros((4, 6), np.float32),
+                 "residual": np.array([1e-6], np.float32)}  # fmt: skip
+        StepRule(k, solver, eps).judge(row, outputs, eager, {})
+        outcome[extra] = row.passed
+    assert outcome == {k - 1: True, k: False}
