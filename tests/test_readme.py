@@ -41,7 +41,7 @@ def test_the_cited_tests_exist():
 
 
 @pytest.mark.parametrize("command", ["demo", "train", "export", "verify", "score", "batch",
-                                     "bench", "inspect"])  # fmt: skip
+                                     "bench", "inspect", "web"])  # fmt: skip
 def test_every_command_in_the_table_has_help(command):
     assert f"| `{command}" in README
     result = subprocess.run(
