@@ -68,7 +68,7 @@ test-edge: venv edge-venv
 	rm -rf $(EDGE_EXPORTS)
 	$(BIN)/python -m tests.edge.fixture $(EDGE_EXPORTS)
 	IRESNET_ONNX_EDGE=1 IRESNET_ONNX_EDGE_EXPORTS=$(abspath $(EDGE_EXPORTS)) \
-		$(EDGE_VENV)/bin/python -m pytest tests/edge -p no:cacheprovider --confcutdir=tests/edge
+		$(EDGE_VENV)/bin/python -m pytest tests/edge -m "" -p no:cacheprovider --confcutdir=tests/edge
 
 lint: venv
 	$(BIN)/ruff check iresnet_onnx tests scripts

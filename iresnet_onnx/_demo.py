@@ -96,7 +96,7 @@ def _run(out: Path, *, epochs: int, samples: int, seed: int) -> dict[str, Any]:
     step("latency: eager PyTorch vs each runtime (median of blocks in rounds, 2 threads)")
     # the loop-mode export on the runtimes that run Loops, the portable one on all (tract too)
     bench = {
-        mode: bench_export(exports[mode].out_dir, batches=(1, 1024), repeats=10, progress=True)
+        mode: bench_export(exports[mode].out_dir, batches=(1, 1024), repeats=5, progress=True)
         for mode in ("loop", "portable")
     }
     step("sampling (inverse.onnx), the learned density (density.onnx), the picture")

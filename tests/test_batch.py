@@ -191,6 +191,7 @@ def test_without_ray_the_command_names_the_extra(monkeypatch, tmp_path, capsys):
 # --- on a local Ray ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts Ray: seconds per job
 def test_npy_forward_on_two_workers_equals_one_session_bit_for_bit(local_ray, export_dir, tmp_path):
     rows = data(20_000)
     np.save(tmp_path / "x.npy", rows)
@@ -228,6 +229,7 @@ def test_csv_without_header_density(local_ray, export_dir, tmp_path):
     )
 
 
+@pytest.mark.slow  # starts Ray: seconds per job
 def test_nonfinite_rows_reject_or_flag(local_ray, export_dir, tmp_path):
     rows = data(3000, seed=4)
     rows[[17, 2500], 3] = [np.nan, np.inf]
@@ -302,6 +304,7 @@ def test_an_interrupted_job_leaves_nothing(local_ray, export_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
 
 
+@pytest.mark.slow  # starts Ray: seconds per job
 def test_the_command_prints_its_summary(local_ray, export_dir, tmp_path, capsys):
     np.save(tmp_path / "x.npy", data(4000, seed=8))
     out = tmp_path / "y.npy"
@@ -381,6 +384,7 @@ def test_outputs_that_overflow_are_refused_or_named(local_ray, export_dir, tmp_p
     assert np.array_equal(np.isfinite(written[:, 1]), finite)
 
 
+@pytest.mark.slow  # starts Ray: seconds per job
 def test_a_write_that_fails_during_the_job_leaves_nothing(
     local_ray, export_dir, tmp_path, monkeypatch
 ):

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 
+@pytest.mark.slow  # trains, exports twice and validates: 15–20 s
 def test_the_python_blocks_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     assert blocks, "the README has no python example"

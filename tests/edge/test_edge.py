@@ -64,6 +64,7 @@ def test_inspect(edge_exports, capsys):
     assert code == 0 and "Loop nodes" in out and "golden/forward/test_data_set_0/input_0.pb" in out
 
 
+@pytest.mark.slow  # every runtime here, Chromium's included: ~10 s each; the edge run takes it
 @pytest.mark.parametrize("kind", ["loop", "portable"])
 def test_verify_golden_passes(edge_exports, capsys, kind):
     code, out, err = cli(capsys, "verify", edge_exports[kind], "--golden", "--json")

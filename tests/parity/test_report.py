@@ -125,7 +125,9 @@ MUTATIONS = {
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
-@pytest.mark.parametrize("runtime", ["onnxruntime:cpu", "reference:cpu"])
+@pytest.mark.parametrize(
+    "runtime", ["onnxruntime:cpu", pytest.param("reference:cpu", marks=pytest.mark.slow)]
+)
 def test_mutated_graph_fails(mutation_base, tmp_path, mutation, runtime):
     model, source = mutation_base
     graph, edit, failing = MUTATIONS[mutation]
