@@ -86,7 +86,7 @@ class LinearContraction(nn.Module):
     The bias is not scaled.
     """
 
-    __jit_ignored_attributes__ = ["_eval_sigma"]  # noqa: RUF012 (read by TorchScript)
+    __jit_ignored_attributes__ = ["_eval_sigma", "_recorded_sigma"]  # noqa: RUF012 (TorchScript)
 
     input_size: Final[int]
     output_size: Final[int]
@@ -221,11 +221,23 @@ class LinearContraction(nn.Module):
         """A′ = A·min(c/‖A‖₂, 1) of the current weights; sets the ``spectral_norm`` buffer
         (except while torch traces the layer: a traced graph keeps no such side output)."""
         sigma = self._sigma()
-        if torch.jit.is_scripting() or not torch.compiler.is_compiling():
+        if torch.jit.is_scripting():
             self.spectral_norm = sigma.detach()
-            if not torch.jit.is_scripting() and self._eval_is_plain():
+        elif not torch.compiler.is_compiling():
+            self._record(sigma)
+            if self._eval_is_plain():
                 return self._kept_folded()
         return self.weight * torch.minimum(self.c / sigma, self.one)
+
+    @torch.jit.unused
+    def _record(self, sigma: Tensor) -> None:
+        """The ``spectral_norm`` buffer, replaced only when σ is another tensor than last time: in
+        eval mode the kept σ serves every call, and a module attribute assignment per layer cost
+        more than the layer's GEMM at batch 1."""
+        if self.__dict__.get("_recorded_sigma") is not sigma:
+            self._buffers["spectral_norm"] = sigma.detach().clone()
+            # only eval's kept σ (no autograd history: deepcopy takes it) is worth remembering
+            self.__dict__["_recorded_sigma"] = None if sigma.requires_grad else sigma
 
     @torch.jit.unused
     def _eval_is_plain(self) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 
 from iresnet_onnx.bench import (
     DEFAULT_EXPORT,
+    FROZEN,
+    WITH_GRAD,
     BenchRow,
     bench_suite,
     fix_malloc_thresholds,
@@ -51,16 +53,27 @@ def targets(rows: list[BenchRow], width: int = 64) -> list[dict[str, Any]]:
         per_step = big.median_us / (big.row_steps_mean / nblocks) / forward.median_us
         add(f"inverse B=1024 n={width}: time / (mean row steps × forward time)", per_step, 1.5,
             higher_is_better=False)  # fmt: skip
-    eager = table.get(("iresnet_onnx eager", "forward", width, 1))
-    if eager is not None:
-        add(f"eager forward B=1 n={width}: time / baseline's", 1 / eager.ratio, 1.5,
+    frozen = table.get((FROZEN, "forward", width, 1))
+    if frozen is not None:
+        add(f"frozen forward B=1 n={width}: time / baseline's", 1 / frozen.ratio, 1.1,
             higher_is_better=False)  # fmt: skip
+    for batch in (1, 1024):
+        eager = table.get(("iresnet_onnx eager", "inverse", width, batch))
+        if eager is not None:
+            add(f"eager inverse (eval, no_grad) B={batch} n={width}: ratio to baseline",
+                eager.ratio, 1.0)  # fmt: skip
     for graph in ("forward", "inverse"):
-        eager = table.get(("iresnet_onnx eager", graph, width, 1))
-        script = table.get(("iresnet_onnx TorchScript", graph, width, 1))
-        if eager is not None and script is not None:
-            add(f"TorchScript {graph} B=1 n={width}: time / eager's",
-                script.median_us / eager.median_us, 2.0, higher_is_better=False)  # fmt: skip
+        for batch in (1, 1024):
+            eager = table.get(("iresnet_onnx eager", graph, width, batch))
+            script = table.get(("iresnet_onnx TorchScript", graph, width, batch))
+            if eager is not None and script is not None:
+                add(f"TorchScript {graph} B={batch} n={width}: speed / eager's",
+                    eager.median_us / script.median_us, 0.9)  # fmt: skip
+    grad = table.get((WITH_GRAD, "inverse", width, 1))
+    eager = table.get(("iresnet_onnx eager", "inverse", width, 1))
+    if grad is not None and eager is not None:
+        add(f"eval inverse B=1 n={width}: time with autograd on / under no_grad",
+            grad.median_us / eager.median_us, 1.5, higher_is_better=False)  # fmt: skip
     return results
 
 

@@ -525,3 +525,21 @@ def test_the_parser_offers_the_jobs_policies():
     from iresnet_onnx.jobs._chunks import NONFINITE_POLICIES
 
     assert set(NONFINITE) == set(NONFINITE_POLICIES)
+
+
+def test_train_into_an_export_folder_and_bench_past_its_bounds_are_refused(
+    cli, export_dir, tmp_path
+):
+    """train --out onto an export replaced its hashed model.pt (the export then failed its own
+    check); bench --batch 1e12 was an internal MemoryError (found by scripts/hostile.py)."""
+    np.save(tmp_path / "data.npy", np.random.default_rng(0).standard_normal((64, 4)).astype("f4"))
+    before = folder_hashes(export_dir)
+    assert_clean_failure(
+        cli("train", tmp_path / "data.npy", "--out", export_dir, "--epochs", "1"), 2,
+        "is an export folder",
+    )  # fmt: skip
+    assert folder_hashes(export_dir) == before
+    assert_clean_failure(
+        cli("bench", export_dir, "--batch", "1000000000000", "--runtime", "onnxruntime:cpu"), 2,
+        "batch sizes must lie in 1…100,000",
+    )  # fmt: skip

@@ -7,6 +7,7 @@ No Ray here: everything runs in this process, in a second or less per test.
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,28 @@ def test_the_output_is_never_the_input(export_dir, tmp_path, capsys):
         assert "is the same file as the input" in capsys.readouterr().err
     assert {name: sha256(tmp_path / name) for name in before} == before
     assert files(tmp_path) == ["data.csv", "data.npy", "hard.csv", "link.npy"]
+
+
+def test_pipes_devices_and_link_loops_are_refused_before_any_work(export_dir, tmp_path, capsys):
+    """A FIFO as input blocked the job for ever; a device or a symlink loop as output was replaced
+    by the scores file (found by scripts/hostile.py)."""
+    np.save(tmp_path / "data.npy", rows(5))
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "loop.npy").symlink_to(tmp_path / "loop.npy")
+    os.mkfifo(tmp_path / "fifo.npy")  # a FIFO stands for any special file (mknod needs root)
+    before = files(tmp_path)
+    cases = (
+        ("pipe.csv", "s.npy", "not a regular file or folder"),
+        ("data.npy", "loop.npy", "ymlink loop"),
+        ("data.npy", "fifo.npy", "is not a regular file"),
+    )
+    for data, out, said in cases:
+        assert score(export_dir, tmp_path / data, tmp_path / out) == 2, (data, out)
+        assert said in capsys.readouterr().err, (data, out)
+    assert files(tmp_path) == before
+    assert (tmp_path / "loop.npy").is_symlink() and stat.S_ISFIFO(
+        os.lstat(tmp_path / "fifo.npy").st_mode
+    )
 
 
 # --- CSV text: byte-order mark, comments, blank lines (items 2, 3; the review's blank run) ------

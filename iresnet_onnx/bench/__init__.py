@@ -4,7 +4,15 @@ curves over width and batch (``curves``)."""
 
 from ._curves import CurvePoint, cost_curves, peak_rss_growth, points_to_dicts
 from ._density import density_suite, training_speed
-from ._latency import BASELINE, DEFAULT_EXPORT, bench_export, bench_suite, suite_report
+from ._latency import (
+    BASELINE,
+    DEFAULT_EXPORT,
+    FROZEN,
+    WITH_GRAD,
+    bench_export,
+    bench_suite,
+    suite_report,
+)
 from ._models import Baseline, jacobian_log_prob, scale_weights, suite_model, torch_threads
 from ._timing import (
     BenchRow,
@@ -21,6 +29,8 @@ from ._timing import (
 __all__ = [
     "BASELINE",
     "DEFAULT_EXPORT",
+    "FROZEN",
+    "WITH_GRAD",
     "Baseline",
     "BenchRow",
     "CurvePoint",

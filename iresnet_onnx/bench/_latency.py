@@ -2,7 +2,8 @@
 performance suite (``bench_suite``): the baseline a user would write instead of deploying (plain
 PyTorch with A′ precomputed by ``torch.linalg.matrix_norm``, ``torch.no_grad()`` and a Python
 fixed-point loop with a max-reduction test) against the package's eager model, its TorchScript
-version and onnxruntime in loop and folded mode, on equal thread counts.
+version, its frozen form (``freeze``) and onnxruntime in loop and folded mode, on equal thread
+counts; and the eval inverse with autograd on, the way a training loop that decodes calls it.
 """
 
 import copy
@@ -19,7 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import runtimes as rt
-from ..errors import UnsupportedModelError
+from ..errors import UnsupportedModelError, UsageError
+from ..parity import BATCH_LIMIT
 from ._models import Baseline, suite_model, torch_threads
 from ._timing import (
     UNSTABLE_RANGE,
@@ -38,12 +40,20 @@ __all__ = [
     "DEFAULT_EXPORT",
     "EXACT_EXPORT",
     "FOLDED_EXPORT",
+    "FROZEN",
+    "WITH_GRAD",
     "bench_export",
     "bench_suite",
     "suite_report",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def _check_batches(batches: tuple[int, ...]) -> None:
+    """Batch sizes a benchmark can allocate, refused before any work (1e12 rows would not fit)."""
+    if not batches or any(not 1 <= int(b) <= BATCH_LIMIT for b in batches):
+        raise UsageError(f"batch sizes must lie in 1…{BATCH_LIMIT:,}, got {tuple(batches)!r}")
 
 
 def _inputs(batch: int, width: int, dtype: np.dtype, seed: int) -> np.ndarray:
@@ -64,6 +74,7 @@ def bench_export(
     By default every runtime installed here but the reference evaluator; a graph a runtime cannot
     run (tract and a Loop) is left out of its rows, with a log line saying why.
     """
+    _check_batches(batches)
     export_dir = Path(export_dir)
     names = runtimes or [n for n in rt.available() if not n.startswith(("torch:", "reference:"))]
     with torch_threads(threads):
@@ -107,6 +118,8 @@ BASELINE = "baseline (torch, A′ precomputed)"
 DEFAULT_EXPORT = "onnxruntime (default export)"
 EXACT_EXPORT = "onnxruntime K=1 (eager's steps)"
 FOLDED_EXPORT = "onnxruntime folded"
+FROZEN = "iresnet_onnx frozen"
+WITH_GRAD = "iresnet_onnx eager, autograd on"
 ATTEMPTS = 3
 """A cell whose ratios are unstable (see :data:`.timing.UNSTABLE_RANGE`) is measured up to this
 many times; the steadiest attempt is reported, with the count."""
@@ -123,13 +136,16 @@ def bench_suite(
 ) -> list[BenchRow]:
     """The performance benchmark (see the module docstring); ratio = baseline / implementation.
 
-    Per width and batch: the baseline, the package's eager model and its TorchScript version, and
+    Per width and batch: the baseline, the package's eager model, its TorchScript version and its
+    frozen form, the eager inverse with autograd on (eval mode, weights requiring grad), and
     onnxruntime on the default export (loop-mode spectral norm, K = 8 steps per check), a folded
     one, and the K = 1 export that stops every row exactly where eager does. Each cell also gets
     its roofline (the GEMMs alone) and, for the inverse, the mean and largest per-row step counts.
     """
     from .._export import export
+    from .._frozen import freeze
 
+    _check_batches(batches)
     solver = solver or {"maxiter": 100, "atol": 1e-6, "rtol": 1e-6}
     with torch_threads(threads):
         rows: list[BenchRow] = []
@@ -138,6 +154,7 @@ def bench_suite(
             model = suite_model(width, seed=seed)
             baseline = Baseline(model)
             scripted = torch.jit.script(copy.deepcopy(model))
+            frozen = freeze(model)
             with tempfile.TemporaryDirectory() as tmp:
                 sessions: dict[str, dict[str, Any]] = {}
                 for label, options in (
@@ -153,15 +170,16 @@ def bench_suite(
                     }
                 for batch in batches:
                     rows += _bench_case(
-                        model, scripted, baseline, sessions, width, batch, solver, repeats, seed
-                    )
+                        model, scripted, frozen, baseline, sessions, width, batch, solver, repeats,
+                        seed,
+                    )  # fmt: skip
                     bar.update()
         bar.close()
         return rows
 
 
 def _bench_case(
-    model, scripted, baseline, sessions, width, batch, solver, repeats, seed
+    model, scripted, frozen, baseline, sessions, width, batch, solver, repeats, seed
 ) -> list[BenchRow]:
     data = _inputs(batch, width, np.float32, seed)
     tensor = torch.from_numpy(data)
@@ -172,6 +190,7 @@ def _bench_case(
             BASELINE: lambda: baseline.forward(tensor),
             "iresnet_onnx eager": lambda: model(tensor),
             "iresnet_onnx TorchScript": lambda: scripted(tensor),
+            FROZEN: lambda: frozen(tensor),
         },
         "inverse": {
             BASELINE: lambda: baseline.inverse(tensor, maxiter, atol, rtol),
@@ -179,6 +198,8 @@ def _bench_case(
             "iresnet_onnx TorchScript": (
                 lambda: scripted.inverse_with_stats(tensor, maxiter, atol, rtol)
             ),
+            FROZEN: lambda: frozen.inverse_with_stats(tensor, maxiter, atol, rtol),
+            WITH_GRAD: lambda: _with_grad(model.inverse_with_stats, tensor, maxiter, atol, rtol),
         },
     }
     for label, pair in sessions.items():
@@ -204,6 +225,12 @@ def _bench_case(
                     row.row_steps_mean, row.row_steps_max = mean_steps, max_steps
                 rows.append(row)
     return rows
+
+
+def _with_grad(function, *args):
+    """The call as a training loop makes it: autograd on (the cases are timed under no_grad)."""
+    with torch.enable_grad():
+        return function(*args)
 
 
 def _steadiest(candidates: dict[str, Any], count: int) -> tuple[dict[str, Timing], int]:

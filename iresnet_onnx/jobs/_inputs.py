@@ -75,6 +75,8 @@ def describe_input(
     path = Path(path).absolute()  # a Ray worker's working folder is not the driver's
     if not path.exists():
         raise DataError(f"input {path}: no such file")
+    if not (path.is_file() or path.is_dir()):  # a FIFO or device would block or never end
+        raise DataError(f"input {path}: not a regular file or folder (a pipe or device?)")
     if path.is_dir() or path.suffix == ".parquet":
         layout = describe_parquet(path, column, input_name)
         spec = InputSpec(path, "parquet", layout.rows, layout.width, layout.id_column,

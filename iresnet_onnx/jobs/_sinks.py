@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_file
+from .._layout import MANIFEST
 from ..errors import OutputError, UsageError
 
 __all__ = [
@@ -65,6 +66,15 @@ def check_output(
         raise UsageError(f"output {out}: expected a {', '.join(suffixes)} file")
     if out.is_dir():
         raise OutputError(f"output {out} is a folder; expected a {out.suffix} file")
+    try:
+        out.resolve(strict=False)
+    except (
+        RuntimeError,
+        OSError,
+    ) as error:  # a symlink loop: the rename would replace the link itself
+        raise OutputError(f"output {out}: {error}; choose another output") from error
+    if out.exists() and not out.is_file():  # the atomic rename would replace a device or FIFO
+        raise OutputError(f"output {out} is not a regular file (a device or pipe?); choose another")
     for source in inputs:
         if out.exists() and source.exists() and os.path.samefile(out, source):
             raise OutputError(
@@ -83,6 +93,11 @@ def check_output_folder(folder: Path, names: tuple[str, ...], inputs: tuple[Path
     if folder.exists() and not folder.is_dir():
         raise OutputError(
             f"output folder {folder} is a file; choose a folder (nothing was written)"
+        )
+    if (folder / MANIFEST).is_file():  # its model.pt is hashed in the manifest: keep it whole
+        raise OutputError(
+            f"output folder {folder} is an export folder; train into another folder and export "
+            "from there (nothing was written)"
         )
     for name in names:
         check_output(folder / name, inputs, suffixes=(Path(name).suffix,))

@@ -122,7 +122,8 @@ def read_model(path: str | Path, like: ModelInfo | None = None) -> tuple[Any, Mo
 
     path = Path(path)
     if not path.is_file():
-        raise InvalidModelError(f"ONNX file {path}: no such file")
+        what = "not a regular file" if path.exists() else "no such file"
+        raise InvalidModelError(f"ONNX file {path}: {what}")
     try:
         proto = onnx.load(str(path))
     except Exception as error:  # onnx raises DecodeError, ValueError, … for garbage

@@ -102,7 +102,8 @@ def session_options(
 
 def _open(ort: Any, path: Path, settings: Any, providers: list[Any]) -> Any:
     if not path.is_file():
-        raise InvalidModelError(f"ONNX file {path}: no such file")
+        what = "not a regular file" if path.exists() else "no such file"
+        raise InvalidModelError(f"ONNX file {path}: {what}")
     try:
         return ort.InferenceSession(str(path), settings, providers=providers)
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
