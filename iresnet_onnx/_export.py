@@ -26,7 +26,13 @@ from ._inspect import graph_summary
 from ._layout import CHECKPOINT, MANIFEST, ir_files, ort_file
 from ._manifest import write_manifest
 from ._torch_session import EagerSession
-from .errors import ExportError, ParityError, RuntimeUnavailableError, UsageError
+from .errors import (
+    ExportError,
+    ParityError,
+    RuntimeUnavailableError,
+    UnsupportedModelError,
+    UsageError,
+)
 from .exporters import (
     DEFAULT_OPSET,
     ExportOptions,
@@ -122,6 +128,8 @@ def export(
 
     spec = model_spec(model)
     graphs = build_graphs(spec, options, model)
+    if validation is not None:
+        _check_runnable(graphs, validation)
     with atomic_directory(out_dir, MANIFEST) as folder:
         paths = _write_graphs(folder, graphs, ort_format, openvino_ir)
         paths["checkpoint"] = save_checkpoint(model, folder / CHECKPOINT)
@@ -170,6 +178,19 @@ def _validation_runtimes(runtimes: list[str] | None) -> list[str]:
                 f"cannot validate the export: {error} (or pass validate=False)"
             ) from error
     return names
+
+
+def _check_runnable(graphs: dict[str, onnx.ModelProto], runtimes: list[str]) -> None:
+    """Each validation runtime can run each graph, asked before anything is written (tract and a
+    Loop: a validation that could only fail, and a rejected folder, otherwise)."""
+    for name in runtimes:
+        for graph, proto in graphs.items():
+            why = rt.refusal(rt.parse_runtime(name)[0], proto)
+            if why is not None:
+                raise UnsupportedModelError(
+                    f"cannot validate the export on {name}: its {graph} graph: {why} (or leave "
+                    f"{name} out of the validation runtimes)"
+                )
 
 
 def _write_graphs(
@@ -269,6 +290,13 @@ def _manifest_content(
     }
 
 
+def _first_miss(report: Any) -> str:
+    """The first failed row, else the first problem (a graph no runtime row could check)."""
+    if report.failures:
+        return str(report.failures[0])
+    return str(next(iter(report.problems), "no row was compared"))
+
+
 def _reject(folder: Path, out_dir: Path, report: Any) -> None:
     """Move a rejected export to ``<out_dir>.rejected`` (replacing an older rejected one) and say
     so in a :class:`ParityError`."""
@@ -276,6 +304,6 @@ def _reject(folder: Path, out_dir: Path, report: Any) -> None:
     shutil.rmtree(rejected, ignore_errors=True)
     os.replace(folder, rejected)
     raise ParityError(
-        f"export to {out_dir} misses parity: {report.failures[0]}; "
+        f"export to {out_dir} misses parity: {_first_miss(report)}; "
         f"{out_dir} is left as it was, the rejected export is in {rejected}\n{report.table()}"
     )

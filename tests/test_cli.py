@@ -543,3 +543,20 @@ def test_train_into_an_export_folder_and_bench_past_its_bounds_are_refused(
         cli("bench", export_dir, "--batch", "1000000000000", "--runtime", "onnxruntime:cpu"), 2,
         "batch sizes must lie in 1…100,000",
     )  # fmt: skip
+
+
+def test_an_export_validated_on_a_runtime_that_cannot_run_it_is_refused_before_any_work(
+    cli, checkpoint, tmp_path
+):
+    """Issue 22, item 6: tract and a loop export was an IndexError (exit 3) and left
+    out.rejected/; now exit 2 before a graph is written, naming the reason."""
+    out = tmp_path / "out"
+    assert_clean_failure(
+        cli("export", checkpoint, "--out", out, "--runtime", "onnxruntime:cpu,tract:cpu"), 2,
+        "cannot validate the export on tract:cpu", "no ONNX Loop operator",
+    )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    portable = ("--spectral-norm", "folded", "--inverse", "fixed")
+    assert (
+        cli("export", checkpoint, "--out", out, *portable, "--runtime", "tract:cpu").returncode == 0
+    )

@@ -36,6 +36,7 @@ __all__ = [
     "load",
     "parse_runtime",
     "read_model",
+    "refusal",
     "require",
 ]
 
@@ -54,6 +55,9 @@ class Runtime:
     """``open(path, device, **options) -> Session``."""
     missing: Callable[[], str] | None = None
     """Why it is not available here and what to install (for the error of :func:`require`)."""
+    refuses: Callable[[Any], str | None] | None = None
+    """Why it cannot run an ONNX model, seen in the model alone (None: it runs it), for
+    :func:`refusal`."""
 
 
 def _adapter(module: str, session: str) -> Callable[..., Session]:
@@ -86,7 +90,8 @@ BUILT_IN = (
             _adapter("_onnxruntime", "OnnxRuntimeSession")),
     Runtime("openvino", _probe("_openvino", _installed("openvino")),
             _adapter("_openvino", "OpenVinoSession")),
-    Runtime("tract", _probe("_tract", _installed("tract")), _adapter("_tract", "TractSession")),
+    Runtime("tract", _probe("_tract", _installed("tract")), _adapter("_tract", "TractSession"),
+            refuses=lambda proto: importlib.import_module(f"{__name__}._tract").refusal(proto)),
     Runtime("reference", lambda: ("cpu",) if _installed("onnx")() else (),
             _adapter("_reference", "ReferenceSession")),
     Runtime("node", _probe("_node", lambda: True), _adapter("_node", "NodeSession"),
@@ -140,6 +145,13 @@ def parse_runtime(name: str, device: str | None = None) -> tuple[str, str]:
             f"runtime {name!r} names device {named!r}, but device={device!r} was given"
         )
     return runtime, named or device or "cpu"
+
+
+def refusal(runtime: str, proto: Any) -> str | None:
+    """Why ``runtime`` cannot run the ONNX model ``proto`` — what its session would refuse on
+    sight (tract: a Loop, float64, functions) — or None; asked before a graph is written."""
+    entry = _table().get(runtime)
+    return entry.refuses(proto) if entry is not None and entry.refuses is not None else None
 
 
 def require(runtime: str, device: str = "cpu") -> None:

@@ -24,6 +24,36 @@ def available_devices() -> tuple[str, ...]:
     return ("cpu",)
 
 
+def refusal(proto: Any, dtype: Any = None) -> str | None:
+    """Why tract cannot run the ONNX model ``proto`` (of input type ``dtype``, else read from the
+    proto), or None: seen in the model alone, so an exporter asks before any work."""
+    if dtype is None:
+        dtype = onnx_dtype(proto)
+    if np.dtype(dtype) != np.float32:
+        return (
+            "tract 0.23 fails on float64 Gemm (it multiplies the float64 bias by a float32 beta "
+            "constant); export a float32 model for tract"
+        )
+    loops = loop_nodes(proto)
+    if loops:
+        return (
+            f"it has no ONNX Loop operator (sonos/tract#277) and this graph has {len(loops)} "
+            f"({loops[0]}, …); export with spectral_norm='folded' and inverse='fixed' for tract"
+        )
+    if proto.functions:
+        return "it does not expand ONNX functions; export with functions=False (the default)"
+    return None
+
+
+def onnx_dtype(proto: Any) -> np.dtype:
+    """The element type of the model's first (data) input."""
+    from onnx import helper
+
+    return np.dtype(
+        helper.tensor_dtype_to_np_dtype(proto.graph.input[0].type.tensor_type.elem_type)
+    )
+
+
 def loop_nodes(proto: Any) -> list[str]:
     """The names of the ``Loop`` nodes in the main graph and every subgraph."""
     found = []
@@ -53,23 +83,9 @@ class TractSession(Session):
 
         proto, info = read_model(path, like)
         super().__init__(info)
-        if info.dtype != np.float32:
-            raise UnsupportedModelError(
-                f"tract cannot run {info.path}: tract 0.23 fails on float64 Gemm (it multiplies "
-                "the float64 bias by a float32 beta constant); export a float32 model for tract"
-            )
-        loops = loop_nodes(proto)
-        if loops:
-            raise UnsupportedModelError(
-                f"tract cannot run {info.path}: it has no ONNX Loop operator (sonos/tract#277) "
-                f"and this graph has {len(loops)} ({loops[0]}, …); export with "
-                "spectral_norm='folded' and inverse='fixed' for tract"
-            )
-        if proto.functions:
-            raise UnsupportedModelError(
-                f"tract cannot run {info.path}: it does not expand ONNX functions; export with "
-                "functions=False (the default)"
-            )
+        why = refusal(proto, info.dtype)
+        if why is not None:
+            raise UnsupportedModelError(f"tract cannot run {info.path}: {why}")
         proto, self.defaults = inputs_with_defaults(proto)
         facts = [f"batch,{info.input_size},{_FACT[info.dtype.name]}"]
         facts += [_FACT[self.defaults[value.name].dtype.name] for value in proto.graph.input[1:]]

@@ -168,3 +168,10 @@ def test_rows_that_run_past_their_own_stop_are_admitted_only_as_far_as_k_allows(
         StepRule(k, solver, eps).judge(row, outputs, eager, {})
         outcome[extra] = row.passed
     assert outcome == {k - 1: True, k: False}
+
+
+@pytest.mark.parametrize("batch_sizes", [(0,), (), (-3,), (7, 0)])
+def test_batch_sizes_outside_the_bounds_are_refused_by_name(model_and_dir, batch_sizes):
+    model, out_dir = model_and_dir
+    with pytest.raises(ValueError, match=r"batch_sizes must be ints in 1…100,000"):
+        check(model, out_dir, runtimes=["onnxruntime:cpu"], batch_sizes=batch_sizes)
