@@ -220,7 +220,7 @@ def test_torchscript_parity():
     torch.testing.assert_close(scripted.weight.grad, layer.weight.grad, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("c", [0.0, 1.0, 1.5, -0.2])
+@pytest.mark.parametrize("c", [0.0, 1.0, 1.5, -0.2, "0.5", True, float("nan")])
 def test_bad_c(c):
     with pytest.raises(ValueError, match=r"c must lie in \(0, 1\)"):
         LinearContraction(3, 3, c=c)

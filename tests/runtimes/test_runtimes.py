@@ -567,3 +567,10 @@ def test_a_big_endian_array_holds_the_same_numbers(model_and_export):
     x = sample(3, WIDTH)
     session = runtimes.load(result.forward)
     np.testing.assert_array_equal(session.run(x.astype(">f4")), session.run(x))
+
+
+@pytest.mark.parametrize("threads", [0, -1, 20_000, 10**6, 1.5, True, "2"])
+def test_thread_counts_past_the_cpus_are_refused_before_a_session_starts(export64, threads):
+    """Issue 22 item 11: a runtime asked for a million threads tries to create them."""
+    with pytest.raises(ValueError, match="threads"):
+        runtimes.load(export64["loop"].out_dir / "forward.onnx", "onnxruntime", threads=threads)
