@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -560,3 +561,25 @@ def test_an_export_validated_on_a_runtime_that_cannot_run_it_is_refused_before_a
     assert (
         cli("export", checkpoint, "--out", out, *portable, "--runtime", "tract:cpu").returncode == 0
     )
+
+
+def test_train_onto_a_full_disk_and_bench_on_a_changed_export_are_refused(
+    cli, export_dir, tmp_path, monkeypatch
+):
+    """Issue 22 items 4 (train onto a full disk was torch's RuntimeError and an empty folder) and
+    10 (bench ran an export whose graph had changed)."""
+    from iresnet_onnx.jobs import _sinks
+
+    np.save(tmp_path / "data.npy", np.random.default_rng(0).standard_normal((64, 4)).astype("f4"))
+    Usage = type(shutil.disk_usage(tmp_path))
+    with monkeypatch.context() as patch:
+        patch.setattr(_sinks.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 100, 100))
+        result = cli("train", tmp_path / "data.npy", "--out", tmp_path / "run", "--epochs", "1")
+    assert_clean_failure(result, 2, "no space left on the device")
+    assert not (tmp_path / "run").exists()
+
+    changed = tmp_path / "changed"
+    shutil.copytree(export_dir, changed)
+    graph = changed / "forward.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    assert_clean_failure(cli("bench", changed, "--runtime", "onnxruntime:cpu"), 1, "forward.onnx")
