@@ -9,7 +9,7 @@ solution by the implicit function theorem instead of differentiating through eve
 so backward solves wᵀ(I + J_g) = uᵀ by the same kind of fixed-point iteration (w = u − J_gᵀw,
 a contraction because Lip(g) < 1), then ∂L/∂y = w and ∂L/∂φ = −(∂g/∂φ)ᵀw.
 
-Stopping rule (DESIGN): x₀ = y, x_{k+1} = y − g(x_k), row by row. A row stops at its first step
+Stopping rule (the same in eager, TorchScript and every graph): x₀ = y, x_{k+1} = y − g(x_k), row by row. A row stops at its first step
 whose residual max(|x_{k+1} − x_k| − rtol·|x_k|) over the row is ≤ atol — or is NaN, which never
 counts as converged — while the others go on, so a row's result never depends on its batch and
 the work follows the rows. ``iterations`` is the most steps a row took, ``residual`` the largest
