@@ -46,7 +46,11 @@ def main() -> int:
             f"{max(seconds):.2f}) | parity on {', '.join(names)}: "
             f"{'passed' if report.passed else 'FAILED'} |"
         )
-    print("same step counts on both routes:", steps["iresnet_onnx"] == steps["torch"])
+    same = steps["iresnet_onnx"] == steps["torch"]
+    print("same inverse step counts on both routes, every runtime and batch:", same)
+    if not same:
+        for ours, theirs in zip(steps["iresnet_onnx"], steps["torch"]):
+            print("  own", ours, "torch", theirs, "" if ours == theirs else "≠")
     return 0
 
 

@@ -52,13 +52,14 @@ def spectral_norm_component(
         scale = ops.reduce("ReduceMax", ops.Abs(T), [1, 2], keepdims=1)
         scale = ops.Where(ops.Greater(scale, zero), scale, one)
         T = ops.Div(T, scale)
-        T_t = ops.Transpose(T, perm=[0, 2, 1])
 
         def evaluate(ops: Ops, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
             """λ = ‖T̂x‖², z = T̂ᵀT̂x, and how far ‖z − λx‖ is above rtol·λ + atol."""
             Tx = ops.MatMul(T, x)
             lam = ops.reduce("ReduceSumSquare", Tx, [1, 2], keepdims=1)
-            z = ops.MatMul(T_t, Tx)
+            # (Txᵀ T̂)ᵀ, not T̂ᵀ(T̂x): OpenVINO's CPU plugin computed MatMul(Transpose(T̂), T̂x) wrong
+            # for a stack of one matrix when T̂ is a constant (the torch route's per-layer Loops)
+            z = ops.Transpose(ops.MatMul(ops.Transpose(Tx, perm=[0, 2, 1]), T), perm=[0, 2, 1])
             residual = ops.reduce("ReduceL2", ops.Sub(z, ops.Mul(lam, x)), [1, 2], keepdims=1)
             excess = ops.Sub(residual, ops.Add(ops.Mul(rtol_, lam), atol_))
             return lam, z, excess
