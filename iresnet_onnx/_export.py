@@ -129,7 +129,7 @@ def export(
     spec = model_spec(model)
     graphs = build_graphs(spec, options, model)
     if validation is not None:
-        _check_runnable(graphs, validation)
+        _refuse_what_cannot_run(graphs, validation)
     with atomic_directory(out_dir, MANIFEST) as folder:
         paths = _write_graphs(folder, graphs, ort_format, openvino_ir)
         paths["checkpoint"] = save_checkpoint(model, folder / CHECKPOINT)
@@ -180,7 +180,7 @@ def _validation_runtimes(runtimes: list[str] | None) -> list[str]:
     return names
 
 
-def _check_runnable(graphs: dict[str, onnx.ModelProto], runtimes: list[str]) -> None:
+def _refuse_what_cannot_run(graphs: dict[str, onnx.ModelProto], runtimes: list[str]) -> None:
     """Each validation runtime can run each graph, asked before anything is written (tract and a
     Loop: a validation that could only fail, and a rejected folder, otherwise)."""
     for name in runtimes:

@@ -181,19 +181,24 @@ def _score(command: Command) -> None:
     score.add_argument(
         "--out", required=True, help="where to write the scores (.npy, .csv or .parquet)"
     )
-    score.add_argument("--runtime", default="onnxruntime:cpu", help="default onnxruntime:cpu")
-    score.add_argument(
+    _job_options(
+        score, "warn",
+        "rows with NaN/Inf, or scores that overflow: warn names them (default), reject stops the "
+        "job, flag skips bad input rows (their score is NaN)",
+    )  # fmt: skip
+    score.set_defaults(handler=run.score)
+
+
+def _job_options(job: argparse.ArgumentParser, nonfinite: str, nonfinite_help: str) -> None:
+    """The options score and batch share (one engine: the same readers and rules)."""
+    job.add_argument("--runtime", default="onnxruntime:cpu", help="default onnxruntime:cpu")
+    job.add_argument(
         "--batch-size", type=positive_int, default=4096, dest="batch_size",
         help="rows per call (default 4096)",
     )  # fmt: skip
-    score.add_argument(
-        "--nonfinite", choices=NONFINITE, default="warn",
-        help="rows with NaN/Inf, or scores that overflow: warn names them (default), reject stops "
-        "the job, flag skips bad input rows (their score is NaN)",
-    )  # fmt: skip
-    score.add_argument("--column", help="Parquet: the list column of features")
-    score.add_argument("--quiet", action="store_true", help="no progress bar")
-    score.set_defaults(handler=run.score)
+    job.add_argument("--nonfinite", choices=NONFINITE, default=nonfinite, help=nonfinite_help)
+    job.add_argument("--column", help="Parquet: the list column of features")
+    job.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _batch(command: Command) -> None:
@@ -208,7 +213,6 @@ def _batch(command: Command) -> None:
         "output", help=".npy (the output only), .csv or .parquet (id, output, flags)"
     )
     batch.add_argument("--graph", choices=tuple(GRAPHS), default="forward")
-    batch.add_argument("--runtime", default="onnxruntime:cpu", help="default onnxruntime:cpu")
     batch.add_argument(
         "--workers", type=positive_int, default=1, help="actors, one session each (default 1)"
     )
@@ -216,19 +220,13 @@ def _batch(command: Command) -> None:
         "--threads", type=positive_int,
         help="runtime threads per actor (default: Ray's CPUs / workers)",
     )  # fmt: skip
-    batch.add_argument(
-        "--batch-size", type=positive_int, default=4096, dest="batch_size",
-        help="rows per call (default 4096)",
-    )  # fmt: skip
     batch.add_argument("--address", help="join this Ray cluster (default: a local Ray)")
     batch.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    batch.add_argument(
-        "--nonfinite", choices=NONFINITE, default="reject",
-        help="rows with NaN/Inf, or outputs that overflow: reject stops the job (default); warn "
-        "names them; flag writes NaN for bad input rows",
+    _job_options(
+        batch, "reject",
+        "rows with NaN/Inf, or outputs that overflow: reject stops the job (default); warn names "
+        "them; flag writes NaN for bad input rows",
     )  # fmt: skip
-    batch.add_argument("--column", help="Parquet: the list column of features")
-    batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.set_defaults(handler=run.batch)
 
 
