@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ._contraction import LinearContraction
 from ._iresnet import iResNet
-from .errors import TrainingError
+from .errors import TrainingError, UsageError
 
 __all__ = ["TrainResult", "log_likelihood", "train_flow"]
 
@@ -56,7 +56,7 @@ def train_flow(
     weights, so an export's power-iteration Loops start converged.
     """
     if epochs < 1 or batch_size < 1 or not 0 < lr < math.inf:
-        raise ValueError(
+        raise UsageError(
             f"need epochs ≥ 1, batch_size ≥ 1 and a finite lr > 0; got {epochs}, {batch_size}, {lr}"
         )
     torch.manual_seed(seed)

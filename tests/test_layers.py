@@ -239,12 +239,12 @@ def test_bad_sizes(m, n):
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
-def test_torchscript_eval_cache_never_serves_weights_it_has_not_seen(edit):
+def test_a_scripted_layer_never_serves_weights_it_has_not_seen(edit):
     layer = scaled_layer(6, 6, factor=0.1).eval()
     scripted = torch.jit.script(copy.deepcopy(layer))
     x = torch.randn(4, 6)
     with torch.no_grad():
-        before = scripted(x)  # fills TorchScript's cache
+        before = scripted(x)  # a first call, so an edit after it must show
         EDITS[edit](scripted)
         torch.testing.assert_close(scripted(x), reference_output(scripted, x), rtol=1e-5, atol=1e-6)
         assert not torch.allclose(scripted(x), before)

@@ -10,6 +10,7 @@ from iresnet_onnx import LinearContraction, iResNet
 from iresnet_onnx._data import load_data, two_moons
 from iresnet_onnx._spectral import power_iteration
 from iresnet_onnx._training import log_likelihood, train_flow
+from iresnet_onnx.errors import UsageError
 
 
 def test_two_moons_is_standardised_and_reproducible():
@@ -49,7 +50,7 @@ def test_train_flow_lowers_the_nll_and_leaves_converged_vectors():
 
 
 def test_train_flow_rejects_bad_settings():
-    with pytest.raises(ValueError, match="need epochs ≥ 1"):
+    with pytest.raises(UsageError, match="need epochs ≥ 1"):
         train_flow(two_moons(16), epochs=0, progress=False)
 
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import runtimes as rt
 from .._frozen import freeze
+from .._layout import graph_file
 from ._latency import gemm_roofline, row_steps
 from ._models import Baseline, suite_model, torch_threads
 from ._timing import ratio, time_in_blocks
@@ -121,7 +122,7 @@ def cost_curves(
             model = suite_model(width)
             export(model, Path(tmp) / str(width), validate=False)
             sessions = {
-                graph: rt.load(Path(tmp) / str(width) / f"{graph}.onnx", threads=threads)
+                graph: rt.load(graph_file(Path(tmp) / str(width), graph), threads=threads)
                 for graph in ("forward", "inverse", "density")
             }
             exact = None
@@ -146,7 +147,7 @@ def _exact_inverse(model: Any, folder: Path) -> rt.Session:
     from .._export import export
 
     export(model, folder, validate=False, steps_per_check=1)
-    return rt.load(folder / "inverse.onnx", threads=1)
+    return rt.load(graph_file(folder, "inverse"), threads=1)
 
 
 def _cell(graph: str, fns: dict[str, Callable], width: int, batch: int, roofline: float | None,

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .. import runtimes as rt
 from .._data import two_moons
+from .._layout import graph_file
 from ._models import jacobian_log_prob, suite_model, torch_threads
 from ._timing import BenchRow, repeats_for, time_in_blocks
 
@@ -42,7 +43,7 @@ def density_suite(
                 out = Path(tmp) / f"{width}-{mode}"
                 export(model, out, spectral_norm=mode, validate=False)
                 sessions[f"density.onnx {mode} (onnxruntime)"] = rt.load(
-                    out / "density.onnx", "onnxruntime", "cpu", threads=threads
+                    graph_file(out, "density"), "onnxruntime", "cpu", threads=threads
                 )
             for batch in batches:
                 data = np.random.default_rng(0).standard_normal((batch, width)).astype(np.float32)

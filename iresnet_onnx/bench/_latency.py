@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import runtimes as rt
+from .._layout import graph_file
 from ..errors import UnsupportedModelError, UsageError
 from ..parity import BATCH_LIMIT
 from ._models import Baseline, suite_model, torch_threads
@@ -80,7 +81,7 @@ def bench_export(
     with torch_threads(threads):
         sessions = {}
         for graph in ("forward", "inverse"):
-            path = export_dir / f"{graph}.onnx"
+            path = graph_file(export_dir, graph)
             sessions[("torch:cpu", graph)] = rt.load(path, "torch", "cpu")
             for name in names:
                 runtime, device = rt.parse_runtime(name)
@@ -165,7 +166,9 @@ def bench_suite(
                     out = Path(tmp) / str(len(sessions))
                     export(model, out, validate=False, **options)
                     sessions[label] = {
-                        graph: rt.load(out / f"{graph}.onnx", "onnxruntime", "cpu", threads=threads)
+                        graph: rt.load(
+                            graph_file(out, graph), "onnxruntime", "cpu", threads=threads
+                        )
                         for graph in ("forward", "inverse")
                     }
                 for batch in batches:

@@ -89,7 +89,7 @@ def fix_malloc_thresholds() -> bool:
     """Pin glibc's malloc thresholds for this process (what ``MALLOC_MMAP_THRESHOLD_`` and
     ``MALLOC_TRIM_THRESHOLD_`` set at start-up): otherwise freed ~1 MB tensors go back to the OS
     and are page-faulted in again, until some allocation pattern raises the dynamic thresholds —
-    the same forward then takes 2.5× longer early in a process than late. A benchmark calls this
+    the same forward then takes markedly longer early in a process than late. A benchmark calls this
     once, before timing; it returns False where there is no glibc (the numbers then carry that
     effect)."""
     import ctypes
