@@ -35,7 +35,7 @@ edge-venv: $(EDGE_STAMP)
 $(EDGE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(EDGE_VENV)/bin/python -m pip install --quiet -e ".[onnxruntime]" "pytest>=8" "pytest-timeout>=2.2"
+	$(EDGE_VENV)/bin/python -m pip install --quiet -e ".[onnxruntime]" "pytest>=8" "pytest-timeout>=2.2" "pytest-xdist>=3.6"
 	touch $@
 
 # the JavaScript runtimes (node:cpu, web:wasm) and the web page: the npm packages pinned in
