@@ -3,7 +3,7 @@ the implicit gradient in y and in g's parameters."""
 
 import torch
 
-from iresnet_onnx._fixed_point import FixedPoint, fixed_point, solve
+from iresnet_onnx._fixed_point import COMPACT_ROWS, FixedPoint, fixed_point, solve
 from tests.conftest import make_model
 
 
@@ -32,6 +32,34 @@ def test_solves_any_contraction_row_by_row():
     for i, row in enumerate(alone):  # a row's result does not depend on its batch (but a GEMM of
         # one row and one of six may round differently)
         torch.testing.assert_close(result.x[i : i + 1], row.x, rtol=0, atol=1e-12)
+
+
+def test_rows_of_a_large_batch_stop_on_their_own_in_place_and_taken_out():
+    """Rows that stop keep their stopping step's value in place, and leave the running set once
+    half of it (and at least COMPACT_ROWS rows) has stopped: both paths, and maxiter with rows of
+    both kinds, give each row what it gets alone. A loose tolerance, so that a row's value one step
+    later differs from its stopping step's by far more than rounding."""
+    w, b = parameters()
+    rows, tol = 6 * COMPACT_ROWS, 1e-4
+    y = torch.randn(rows, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y *= torch.logspace(-3, 3, rows, dtype=torch.float64).unsqueeze(-1)  # steps grow with the row
+    y[7] = float("nan")  # stops at its first step, NaN: never converged
+    g = lambda x: contraction(x, w, b)  # noqa: E731
+    alone = [solve(g, y[i : i + 1], 500, tol, tol) for i in range(rows)]
+    steps = sorted(int(r.iterations) for r in alone)
+    # at least half of the rows stop before the last one: the batch takes rows out at least once
+    assert steps[0] < steps[rows // 4] < steps[rows // 2] < steps[-1]
+    # all stop; maxiter with a quarter stopped in place; maxiter after rows were taken out
+    for maxiter in (500, steps[rows // 4], steps[rows // 2]):
+        result = solve(g, y, maxiter, tol, tol)
+        alone = [solve(g, y[i : i + 1], maxiter, tol, tol) for i in range(rows)]
+        assert int(result.iterations) == max(int(r.iterations) for r in alone)
+        assert torch.isnan(result.residual)
+        expected = torch.cat([r.x for r in alone])
+        torch.testing.assert_close(result.x, expected, rtol=1e-13, atol=1e-13, equal_nan=True)
+        finite = torch.stack([r.residual for r in alone if not torch.isnan(r.residual)])
+        without_nan = solve(g, torch.cat([y[:7], y[8:]]), maxiter, tol, tol)
+        torch.testing.assert_close(without_nan.residual, finite.amax(), rtol=1e-13, atol=1e-13)
 
 
 def test_stops_at_maxiter_and_reports_nan_as_not_converged():
