@@ -102,6 +102,11 @@ class LinearContraction(nn.Module):
     """BUFFER: ‖weight‖₂ as of the last forward pass (detached)."""
     power_vector: Tensor
     """BUFFER: the unit power-iteration vector (length min(in, out)) that warm-starts the next call."""
+    _scripted_weight: Optional[Tensor]
+    _scripted_c: Optional[Tensor]
+    _scripted_sigma: Optional[Tensor]
+    # TorchScript's kept σ in eval without autograd, with the weights and c it holds for (compared
+    # value by value, as the eager eval's _EvalSigma): TorchScript cannot hold that NamedTuple
     weight: Tensor
     bias: Optional[Tensor]
     _eval_sigma: Optional[_EvalSigma]
@@ -131,6 +136,7 @@ class LinearContraction(nn.Module):
         self.register_buffer("spectral_norm", torch.tensor(0.0), persistent=False)
         self.register_buffer("power_vector", torch.zeros(min(self.input_size, self.output_size)))
         self._eval_sigma = None
+        self._scripted_weight = self._scripted_c = self._scripted_sigma = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -168,6 +174,10 @@ class LinearContraction(nn.Module):
         if not torch.jit.is_scripting() and torch.compiler.is_compiling():
             return self._traced_sigma()
         if torch.jit.is_scripting():
+            plain = not (self.training or (torch.is_grad_enabled() and self.weight.requires_grad))
+            kept = self._scripted_sigma
+            if plain and kept is not None and self._scripted_holds():
+                return kept
             # TorchScript cannot call an autograd.Function; σ = uᵀAv with u, v fixed has the same
             # value and the same gradient u vᵀ.
             result = power_iteration(
@@ -175,7 +185,12 @@ class LinearContraction(nn.Module):
             )
             if self.training:
                 self.power_vector.copy_(result.vector)
-            return torch.dot(result.u, self.weight @ result.v)
+            sigma = torch.dot(result.u, self.weight @ result.v)
+            if plain:
+                self._scripted_weight = self.weight.detach().clone()
+                self._scripted_c = self.c.detach().clone()
+                self._scripted_sigma = sigma.detach()
+            return sigma
         if self.training or torch.jit.is_tracing():  # a trace records the iteration, no cache
             start = self.power_vector if self.training else self.power_vector.clone()
             return SpectralNorm.apply(
@@ -185,6 +200,21 @@ class LinearContraction(nn.Module):
         if torch.is_grad_enabled() and self.weight.requires_grad:
             return _KnownSigma.apply(self.weight, known)
         return known.sigma
+
+    def _scripted_holds(self) -> bool:
+        """Whether TorchScript's kept σ is still the weights' and c's (see ``_scripted_sigma``)."""
+        weight, c = self._scripted_weight, self._scripted_c
+        if weight is None or c is None:
+            return False
+        return (
+            weight.shape == self.weight.shape
+            and weight.dtype == self.weight.dtype
+            and weight.device == self.weight.device
+            and c.dtype == self.c.dtype
+            and c.device == self.c.device
+            and torch.equal(weight, self.weight)
+            and torch.equal(c, self.c)
+        )
 
     @torch.jit.unused
     def _measured_in_eval(self) -> _EvalSigma:

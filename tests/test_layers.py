@@ -238,6 +238,31 @@ def test_bad_sizes(m, n):
         LinearContraction(m, n)
 
 
+def test_a_scripted_layer_keeps_sigma_only_in_eval_without_autograd():
+    """TorchScript keeps σ for eval under no_grad; a call that needs σ's gradient, a dtype change
+    and training each measure it again, and the gradient is the eager layer's."""
+    layer = scaled_layer(6, 5).eval()  # σ > c: A′ depends on σ, and so does the gradient
+    scripted = torch.jit.script(copy.deepcopy(layer))
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        scripted(x)  # keeps σ
+        assert scripted._scripted_sigma is not None
+    (layer(x).square().sum()).backward()
+    (scripted(x).square().sum()).backward()
+    torch.testing.assert_close(scripted.weight.grad, layer.weight.grad, rtol=1e-5, atol=1e-6)
+    scripted.double()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            scripted(x.double()), reference_output(scripted, x.double()), rtol=1e-6, atol=1e-9
+        )
+    scripted.train()
+    before = scripted.power_vector.clone()
+    with torch.no_grad():
+        scripted.weight.add_(torch.randn_like(scripted.weight))
+    scripted(x.double())
+    assert not torch.equal(scripted.power_vector, before)  # training moves the warm start
+
+
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_a_scripted_layer_never_serves_weights_it_has_not_seen(edit):
     layer = scaled_layer(6, 6, factor=0.1).eval()
