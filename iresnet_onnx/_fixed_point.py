@@ -26,6 +26,7 @@ from torch import Tensor
 __all__ = [
     "FixedPoint",
     "FixedPointResult",
+    "ScriptedSolver",
     "adjoint_solve",
     "fixed_point",
     "implicit_gradients",
@@ -82,6 +83,8 @@ def solve(
             least = r_active if r_active.shape[0] == 1 else r_active.amin()  # one row: no reduction
             if least.item() > atol:
                 continue
+            if rows == 1:  # the one row stopped: nothing to keep apart
+                break
             running = r_active > atol
             x_done, r_done = x_active, r_active
         else:
@@ -97,18 +100,21 @@ def solve(
         stopped = running.shape[0] - left
         if left > 0 and (stopped < COMPACT_ROWS or left > stopped):
             continue
-        # take the stopped rows out: their results go to x and residuals
+        # take the stopped rows out: their results go to x and residuals (positions found once:
+        # each boolean-mask index would search the mask again)
         if index is None:
             x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
             index = torch.arange(rows, device=y.device)
-        out = ~running
-        x[index[out]] = x_done[out]
-        residuals[index[out]] = r_done[out]
-        index = index[running]
+        out = (~running).nonzero().squeeze(-1)
+        x.index_copy_(0, index.index_select(0, out), x_done.index_select(0, out))
+        residuals.index_copy_(0, index.index_select(0, out), r_done.index_select(0, out))
         if left == 0:
-            running = None
+            index, running = index[:0], None
             break
-        x_active, y_active, r_active = x_active[running], y_active[running], r_active[running]
+        keep = running.nonzero().squeeze(-1)
+        index, x_active, y_active, r_active = (
+            t.index_select(0, keep) for t in (index, x_active, y_active, r_active)
+        )
         running = None
     steps = torch.tensor(k, device=y.device)
     if running is not None:  # maxiter reached with some active rows stopped, others running
@@ -120,6 +126,89 @@ def solve(
         x[index] = x_active
         residuals[index] = r_active
     return FixedPointResult(x.reshape(y.shape), steps, residuals.amax())
+
+
+class ScriptedSolver:
+    """TorchScript's copy of :func:`solve`, for a module with ``g_parameters()``, ``g(x,
+    parameters)`` and ``_compact_rows`` (TorchScript cannot pass g as a callable, nor read a
+    module-level constant); kept beside :func:`solve` so that the two change together."""
+
+    def _scripted_solve(
+        self, y: Tensor, maxiter: int, atol: float, rtol: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`solve` with the module's g, without autograd: the same row-by-row rule, step for
+        step. TorchScript refines no Optional kept across loop steps, so ``taken_out`` and
+        ``stopped_in_place`` say what solve's ``index is not None`` and ``running is not None``
+        say."""
+        parameters = [p.detach() for p in self.g_parameters()]
+        width = y.shape[-1]
+        flat = y.reshape(-1, width)
+        rows = flat.shape[0]
+        if rows == 0:
+            return y, torch.tensor(0, device=y.device), y.new_zeros(())
+        y_active, x_active = flat, flat
+        r_active = flat.new_full((rows,), math.inf)
+        x, residuals, index = flat, r_active, torch.arange(0, device=y.device)
+        running = torch.ones(rows, dtype=torch.bool, device=y.device)
+        x_done, r_done = flat, r_active
+        taken_out = False
+        stopped_in_place = False
+        k = 0
+        while k < maxiter:
+            x_next = y_active - self.g(x_active, parameters)
+            r_next = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
+            k += 1
+            if not stopped_in_place:
+                x_active, r_active = x_next, r_next
+                # one row: no reduction
+                least = r_active if r_active.shape[0] == 1 else r_active.amin()
+                if least.item() > atol:
+                    continue
+                if rows == 1:
+                    break
+                running = r_active > atol
+                x_done, r_done = x_active, r_active
+                stopped_in_place = True
+            else:
+                still = (r_next > atol) & running
+                stopped_now = (running ^ still).unsqueeze(-1)
+                x_done = torch.where(stopped_now, x_next, x_done)
+                r_done = torch.where(stopped_now.squeeze(-1), r_next, r_done)
+                x_active, r_active, running = x_next, r_next, still
+            left = int(running.sum())
+            if left == 0 and not taken_out:
+                x_active, r_active = x_done, r_done
+                stopped_in_place = False
+                break
+            stopped = running.shape[0] - left
+            if left > 0 and (stopped < self._compact_rows or left > stopped):
+                continue
+            if not taken_out:
+                x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
+                index = torch.arange(rows, device=y.device)
+                taken_out = True
+            out = (~running).nonzero().squeeze(-1)
+            x.index_copy_(0, index.index_select(0, out), x_done.index_select(0, out))
+            residuals.index_copy_(0, index.index_select(0, out), r_done.index_select(0, out))
+            stopped_in_place = False
+            if left == 0:
+                index = index[:0]
+                break
+            keep = running.nonzero().squeeze(-1)
+            index = index.index_select(0, keep)
+            x_active = x_active.index_select(0, keep)
+            y_active = y_active.index_select(0, keep)
+            r_active = r_active.index_select(0, keep)
+        steps = torch.tensor(k, device=y.device)
+        if stopped_in_place:
+            x_active = torch.where(running.unsqueeze(-1), x_active, x_done)
+            r_active = torch.where(running, r_active, r_done)
+        if not taken_out:
+            return x_active.reshape(y.shape), steps, torch.amax(r_active)
+        if index.numel() > 0:
+            x[index] = x_active
+            residuals[index] = r_active
+        return x.reshape(y.shape), steps, torch.amax(residuals)
 
 
 def fixed_point(

@@ -17,7 +17,7 @@ from torch.nn import functional
 
 from ._branch import apply_layers, make_layers
 from ._contraction import LinearContraction, check_width
-from ._fixed_point import COMPACT_ROWS, FixedPointResult, fixed_point
+from ._fixed_point import COMPACT_ROWS, FixedPointResult, ScriptedSolver, fixed_point
 from ._hyperparameters import BLOCK_HP, IRESNET_HP, block_hp, iresnet_hp
 from ._ops import block_inverse as block_inverse_op
 from ._solver_settings import MAXITER_LIMIT, check_solver_options, maxiter_cap
@@ -60,7 +60,7 @@ def check_invertible(model: nn.Module, owner: str) -> None:
                 raise UsageError(f"{where}{name} contains NaN or Inf")
 
 
-class iResNetBlock(nn.Module):
+class iResNetBlock(ScriptedSolver, nn.Module):
     r"""Invertible residual block ``y = x + g(x)`` with ``Lip(g) < 1``.
 
     ``inverse`` solves the fixed point ``x = y − g(x)`` by :func:`~iresnet_onnx._fixed_point.fixed_point`:
@@ -217,77 +217,6 @@ class iResNetBlock(nn.Module):
             torch.as_tensor(rtol, dtype=y.dtype),
             self.HP["variant"], self.HP["activation"], self.HP["bias"], maxiter_cap(self.maxiter),
         )  # fmt: skip
-
-    def _scripted_solve(
-        self, y: Tensor, maxiter: int, atol: float, rtol: float
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """TorchScript's copy of :func:`~iresnet_onnx._fixed_point.solve` (TorchScript cannot pass
-        g as a callable): the same row-by-row rule, step for step, without autograd; TorchScript
-        refines no Optional kept across loop steps, so ``taken_out`` and ``stopped_in_place`` say
-        what solve's ``index is not None`` and ``running is not None`` say."""
-        parameters = [p.detach() for p in self.g_parameters()]
-        width = y.shape[-1]
-        flat = y.reshape(-1, width)
-        rows = flat.shape[0]
-        if rows == 0:
-            return y, torch.tensor(0, device=y.device), y.new_zeros(())
-        y_active, x_active = flat, flat
-        r_active = flat.new_full((rows,), math.inf)
-        x, residuals, index = flat, r_active, torch.arange(0, device=y.device)
-        running = torch.ones(rows, dtype=torch.bool, device=y.device)
-        x_done, r_done = flat, r_active
-        taken_out = False
-        stopped_in_place = False
-        k = 0
-        while k < maxiter:
-            x_next = y_active - self.g(x_active, parameters)
-            r_next = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
-            k += 1
-            if not stopped_in_place:
-                x_active, r_active = x_next, r_next
-                # one row: no reduction
-                least = r_active if r_active.shape[0] == 1 else r_active.amin()
-                if least.item() > atol:
-                    continue
-                running = r_active > atol
-                x_done, r_done = x_active, r_active
-                stopped_in_place = True
-            else:
-                still = (r_next > atol) & running
-                stopped_now = (running ^ still).unsqueeze(-1)
-                x_done = torch.where(stopped_now, x_next, x_done)
-                r_done = torch.where(stopped_now.squeeze(-1), r_next, r_done)
-                x_active, r_active, running = x_next, r_next, still
-            left = int(running.sum())
-            if left == 0 and not taken_out:
-                x_active, r_active = x_done, r_done
-                stopped_in_place = False
-                break
-            stopped = running.shape[0] - left
-            if left > 0 and (stopped < self._compact_rows or left > stopped):
-                continue
-            if not taken_out:
-                x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
-                index = torch.arange(rows, device=y.device)
-                taken_out = True
-            out = ~running
-            x[index[out]] = x_done[out]
-            residuals[index[out]] = r_done[out]
-            index = index[running]
-            stopped_in_place = False
-            if left == 0:
-                break
-            x_active, y_active, r_active = x_active[running], y_active[running], r_active[running]
-        steps = torch.tensor(k, device=y.device)
-        if stopped_in_place:
-            x_active = torch.where(running.unsqueeze(-1), x_active, x_done)
-            r_active = torch.where(running, r_active, r_done)
-        if not taken_out:
-            return x_active.reshape(y.shape), steps, torch.amax(r_active)
-        if index.numel() > 0:
-            x[index] = x_active
-            residuals[index] = r_active
-        return x.reshape(y.shape), steps, torch.amax(residuals)
 
     @torch.jit.export
     def inverse(
