@@ -402,19 +402,22 @@ def test_a_write_that_fails_during_the_job_leaves_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
 
 
-@pytest.mark.slow  # two commands, each starting its own Ray: ~30 s
+@pytest.mark.slow  # two commands, each starting its own Ray (side by side: ~20 s each)
 def test_a_job_on_its_own_ray_is_quiet_and_leaves_nothing_behind(export_dir, tmp_path):
     np.save(tmp_path / "x.npy", data(300, seed=13))
     text = [",".join(f"{value:.9g}" for value in row) for row in data(300, seed=13)]
     text[250] = "1,2,3,4,5,nan"
     (tmp_path / "nan.csv").write_text("\n".join(text) + "\n")
     folders = worker_folders()
-    for source, code in (("x.npy", 0), ("nan.csv", 2)):
-        process = subprocess.Popen(
+    jobs = [  # a good job and a failing one, at once: each Ray of its own spends its start-up idle
+        (source, output, code, subprocess.Popen(
             [sys.executable, "-m", "iresnet_onnx", "batch", str(export_dir), str(tmp_path / source),
-             str(tmp_path / "y.npy"), "--quiet", "--overwrite", "--batch-size", "100"],
+             str(tmp_path / output), "--quiet", "--overwrite", "--batch-size", "100"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        ))
+        for source, output, code in (("x.npy", "y.npy", 0), ("nan.csv", "z.npy", 2))
+    ]  # fmt: skip
+    for source, _, code, process in jobs:
         _, err = process.communicate(timeout=300)
         assert process.returncode == code, err
         said = [line for line in err.splitlines() if line != "starting Ray (local)"]
