@@ -47,6 +47,43 @@ COMPACT_ROWS = 64
 """The fewest stopped rows worth taking out of the running set (see :func:`solve`)."""
 
 
+def _row_residuals(x_next: Tensor, x: Tensor, rtol: float) -> Tensor:
+    """max over each row of |x_next − x| − rtol·|x|: one ReduceMax node in the exported Loop."""
+    return torch.amax(torch.abs(x_next - x) - rtol * torch.abs(x), dim=-1)
+
+
+def _stop_in_place(
+    x_next: Tensor, r_next: Tensor, running: Tensor, x_done: Tensor, r_done: Tensor, atol: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(running, x_done, r_done)`` after a step: rows that stop now keep this step's value and
+    residual (a NaN makes `>` false, so its row stops, as with the ONNX Greater)."""
+    still = (r_next > atol) & running
+    stopped_now = running ^ still
+    x_done = torch.where(stopped_now.unsqueeze(-1), x_next, x_done)
+    return still, x_done, torch.where(stopped_now, r_next, r_done)
+
+
+def _take_out(
+    x: Tensor, residuals: Tensor, index: Tensor, running: Tensor, x_done: Tensor, r_done: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Write the stopped rows' results into ``x`` and ``residuals`` at their original rows;
+    ``(index of the running rows, their positions among the active rows)``. Positions are found
+    once: each boolean-mask index would search the mask again."""
+    out = (~running).nonzero().squeeze(-1)
+    x.index_copy_(0, index.index_select(0, out), x_done.index_select(0, out))
+    residuals.index_copy_(0, index.index_select(0, out), r_done.index_select(0, out))
+    keep = running.nonzero().squeeze(-1)
+    return index.index_select(0, keep), keep
+
+
+def _merge_in_place(
+    running: Tensor, x_active: Tensor, r_active: Tensor, x_done: Tensor, r_done: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The active rows' results at maxiter: the running rows' last step, the stopped rows' own."""
+    x_active = torch.where(running.unsqueeze(-1), x_active, x_done)
+    return x_active, torch.where(running, r_active, r_done)
+
+
 def solve(
     g: Callable[[Tensor], Tensor], y: Tensor, maxiter: int, atol: float, rtol: float
 ) -> FixedPointResult:
@@ -73,11 +110,9 @@ def solve(
     k = 0
     while k < maxiter:
         x_next = y_active - g(x_active)
-        # a max reduction per row: one ReduceMax node in the exported Loop
-        r_next = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
+        r_next = _row_residuals(x_next, x_active, rtol)
         k += 1
-        # a row runs on while its residual exceeds atol; a NaN makes `>` false, so its row stops
-        # (`>` as the ONNX Greater: NaN is not "running")
+        # a row runs on while its residual exceeds atol; NaN is not "running" (see _stop_in_place)
         if running is None:
             x_active, r_active = x_next, r_next
             least = r_active if r_active.shape[0] == 1 else r_active.amin()  # one row: no reduction
@@ -88,11 +123,8 @@ def solve(
             running = r_active > atol
             x_done, r_done = x_active, r_active
         else:
-            still = (r_next > atol) & running
-            stopped_now = (running ^ still).unsqueeze(-1)
-            x_done = torch.where(stopped_now, x_next, x_done)
-            r_done = torch.where(stopped_now.squeeze(-1), r_next, r_done)
-            x_active, r_active, running = x_next, r_next, still
+            running, x_done, r_done = _stop_in_place(x_next, r_next, running, x_done, r_done, atol)
+            x_active, r_active = x_next, r_next
         left = int(running.sum())
         if left == 0 and index is None:  # every row stopped at this step or before: none taken out
             x_active, r_active, running = x_done, r_done, None
@@ -100,26 +132,20 @@ def solve(
         stopped = running.shape[0] - left
         if left > 0 and (stopped < COMPACT_ROWS or left > stopped):
             continue
-        # take the stopped rows out: their results go to x and residuals (positions found once:
-        # each boolean-mask index would search the mask again)
+        # take the stopped rows out: their results go to x and residuals
         if index is None:
             x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
             index = torch.arange(rows, device=y.device)
-        out = (~running).nonzero().squeeze(-1)
-        x.index_copy_(0, index.index_select(0, out), x_done.index_select(0, out))
-        residuals.index_copy_(0, index.index_select(0, out), r_done.index_select(0, out))
-        if left == 0:
-            index, running = index[:0], None
-            break
-        keep = running.nonzero().squeeze(-1)
-        index, x_active, y_active, r_active = (
-            t.index_select(0, keep) for t in (index, x_active, y_active, r_active)
-        )
+        index, keep = _take_out(x, residuals, index, running, x_done, r_done)
         running = None
+        if left == 0:
+            break
+        x_active, y_active, r_active = (
+            t.index_select(0, keep) for t in (x_active, y_active, r_active)
+        )
     steps = torch.tensor(k, device=y.device)
     if running is not None:  # maxiter reached with some active rows stopped, others running
-        x_active = torch.where(running.unsqueeze(-1), x_active, x_done)
-        r_active = torch.where(running, r_active, r_done)
+        x_active, r_active = _merge_in_place(running, x_active, r_active, x_done, r_done)
     if index is None:  # no row was taken out
         return FixedPointResult(x_active.reshape(y.shape), steps, r_active.amax())
     if index.numel() > 0:  # rows still active at the end (maxiter, or stopped in place)
@@ -156,7 +182,7 @@ class ScriptedSolver:
         k = 0
         while k < maxiter:
             x_next = y_active - self.g(x_active, parameters)
-            r_next = torch.amax(torch.abs(x_next - x_active) - rtol * torch.abs(x_active), dim=-1)
+            r_next = _row_residuals(x_next, x_active, rtol)
             k += 1
             if not stopped_in_place:
                 x_active, r_active = x_next, r_next
@@ -170,11 +196,10 @@ class ScriptedSolver:
                 x_done, r_done = x_active, r_active
                 stopped_in_place = True
             else:
-                still = (r_next > atol) & running
-                stopped_now = (running ^ still).unsqueeze(-1)
-                x_done = torch.where(stopped_now, x_next, x_done)
-                r_done = torch.where(stopped_now.squeeze(-1), r_next, r_done)
-                x_active, r_active, running = x_next, r_next, still
+                running, x_done, r_done = _stop_in_place(
+                    x_next, r_next, running, x_done, r_done, atol
+                )
+                x_active, r_active = x_next, r_next
             left = int(running.sum())
             if left == 0 and not taken_out:
                 x_active, r_active = x_done, r_done
@@ -187,22 +212,16 @@ class ScriptedSolver:
                 x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
                 index = torch.arange(rows, device=y.device)
                 taken_out = True
-            out = (~running).nonzero().squeeze(-1)
-            x.index_copy_(0, index.index_select(0, out), x_done.index_select(0, out))
-            residuals.index_copy_(0, index.index_select(0, out), r_done.index_select(0, out))
+            index, keep = _take_out(x, residuals, index, running, x_done, r_done)
             stopped_in_place = False
             if left == 0:
-                index = index[:0]
                 break
-            keep = running.nonzero().squeeze(-1)
-            index = index.index_select(0, keep)
             x_active = x_active.index_select(0, keep)
             y_active = y_active.index_select(0, keep)
             r_active = r_active.index_select(0, keep)
         steps = torch.tensor(k, device=y.device)
         if stopped_in_place:
-            x_active = torch.where(running.unsqueeze(-1), x_active, x_done)
-            r_active = torch.where(running, r_active, r_done)
+            x_active, r_active = _merge_in_place(running, x_active, r_active, x_done, r_done)
         if not taken_out:
             return x_active.reshape(y.shape), steps, torch.amax(r_active)
         if index.numel() > 0:
