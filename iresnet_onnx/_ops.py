@@ -13,8 +13,9 @@ unroll it for the example's values. Each iterative part is therefore one opaque 
 
 The modules call these ops only while torch traces them (``torch.compiler.is_compiling()``); in
 eager mode they call the same kernels directly, because a custom op call's dispatch costs more
-than a whole layer at batch 1 (results/bench.md's eager rows measure what is left). ``iresnet_onnx.onnx_translation_table()`` turns the ops into
-real ONNX ``Loop`` graphs (:mod:`.exporters._translations`).
+than a whole layer at batch 1 (results/bench.md's eager rows measure what is left).
+``iresnet_onnx.onnx_translation_table()`` turns the ops into real ONNX ``Loop`` graphs
+(:mod:`.exporters._translations`).
 """
 
 import torch
