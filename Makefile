@@ -15,17 +15,23 @@ EDGE_EXPORTS ?= .cache/edge-exports
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(RUNTIME_EXTRA)
 EDGE_STAMP := $(EDGE_VENV)/.installed
+# --no-compile: Python writes the bytecode of what it imports on first use, instead of pip compiling
+# every file of every package (half of torch's install time)
+PIP_INSTALL := -m pip install --quiet --no-compile
+# the two environments install this package in editable mode from the same folder, and setuptools
+# writes its .egg-info there: with `make -j` the two builds take turns (flock, util-linux)
+EDITABLE_LOCK := flock .editable-install.lock
 
-.PHONY: venv edge-venv js demo test test-full test-edge lint bench clean
+.PHONY: venv edge-venv js install demo test test-full test-edge lint bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python $(PIP_INSTALL) --upgrade pip
+	$(BIN)/python $(PIP_INSTALL) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip uninstall --quiet --yes onnxruntime onnxruntime-gpu 2>/dev/null || true
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(EDITABLE_LOCK) $(BIN)/python $(PIP_INSTALL) -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -34,8 +40,9 @@ edge-venv: $(EDGE_STAMP)
 
 $(EDGE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(EDGE_VENV)
-	$(EDGE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(EDGE_VENV)/bin/python -m pip install --quiet -e ".[onnxruntime]" "pytest>=8" "pytest-timeout>=2.2" "pytest-xdist>=3.6"
+	$(EDGE_VENV)/bin/python $(PIP_INSTALL) --upgrade pip
+	$(EDITABLE_LOCK) $(EDGE_VENV)/bin/python $(PIP_INSTALL) -e ".[onnxruntime]" \
+		"pytest>=8" "pytest-timeout>=2.2" "pytest-xdist>=3.6"
 	touch $@
 
 # the JavaScript runtimes (node:cpu, web:wasm) and the web page: the npm packages pinned in
@@ -56,9 +63,13 @@ node_modules/.installed: package.json package-lock.json
 demo: venv
 	$(BIN)/iresnet-onnx demo --out $(OUT)
 
-# everything: the whole suite in the full environment (slow tests included; `.venv/bin/pytest`
-# alone skips them), then the runtime-only tests in the torch-free environment
-test: test-full test-edge
+# the three installs side by side (they wait on the package index and the disk more than on a core)
+install:
+	$(MAKE) -j3 venv edge-venv js
+
+# everything: the installs, the whole suite in the full environment (slow tests included;
+# `.venv/bin/pytest` alone skips them), then the runtime-only tests in the torch-free environment
+test: install test-full test-edge
 
 # IRESNET_ONNX_REQUIRE_JS=1: the Node.js / Chromium tests fail instead of skipping
 test-full: venv js
@@ -78,4 +89,4 @@ bench: venv
 	$(BIN)/python scripts/bench.py
 
 clean:
-	rm -rf $(VENV) $(EDGE_VENV) $(OUT) .cache .pytest_cache
+	rm -rf $(VENV) $(EDGE_VENV) $(OUT) .cache .pytest_cache .editable-install.lock
