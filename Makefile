@@ -15,9 +15,7 @@ EDGE_EXPORTS ?= .cache/edge-exports
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(RUNTIME_EXTRA)
 EDGE_STAMP := $(EDGE_VENV)/.installed
-# --no-compile: Python writes the bytecode of what it imports on first use, instead of pip compiling
-# every file of every package (half of torch's install time)
-PIP_INSTALL := -m pip install --quiet --no-compile
+PIP_INSTALL := -m pip install --quiet
 # the two environments install this package in editable mode from the same folder, and setuptools
 # writes its .egg-info there: with `make -j` the two builds take turns (flock, util-linux)
 EDITABLE_LOCK := flock .editable-install.lock
