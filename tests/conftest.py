@@ -3,9 +3,9 @@
 import os
 
 # One pytest-xdist worker per core, each with torch's and OpenBLAS's pool of one thread per core,
-# oversubscribes the machine: pool threads that wait spin, and the suite spends a quarter of its CPU
-# time spinning. Each worker keeps to one thread (set before torch or numpy is imported); a test that
-# needs more threads asks for them, as the benchmarks do.
+# oversubscribes the machine: pool threads that wait spin, on cores the other worker needs. Each
+# worker keeps to one thread (set before torch or numpy is imported); a test that needs more threads
+# asks for them, as the benchmarks do.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
