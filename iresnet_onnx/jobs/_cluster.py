@@ -171,7 +171,9 @@ def dataset_of(source: InputSpec, batch_size: int, workers: int) -> Any:
     if source.kind in ("npy", "csv"):
         step = batch_size * BLOCKS_PER_BATCH
         rows = np.arange(source.rows, dtype=np.int64)
-        return ray.data.from_arrow(
+        # from_blocks describes the blocks here; from_arrow would run a remote task for that,
+        # which waits for a worker process to start before the job can begin
+        return ray.data.from_blocks(
             [
                 pa.table({"_row": rows[start : start + step]})
                 for start in range(0, source.rows, step)
