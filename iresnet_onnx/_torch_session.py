@@ -7,6 +7,7 @@ torch-free runtime side finds it without importing the model side.
 """
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ class EagerSession(Session):
                 inputs=(GRAPHS[graph].input, *GRAPHS[graph].optional_inputs),
             )
         elif isinstance(source, (str, Path)):
-            _, info = read_model(source)
+            _, graph_info = read_model(source)
+            # the graph's options but eager's solver: it tests for convergence at every step
+            info = dataclasses.replace(graph_info, steps_per_check=1, inverse="loop")
             model = load_checkpoint(checkpoint or Path(source).with_name(CHECKPOINT))
         else:
             raise UsageTypeError(
@@ -68,6 +71,9 @@ class EagerSession(Session):
         self.model = model.to(device).eval()
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
+        # torch cannot share a read-only array (golden vectors are read from bytes): copy those
+        if isinstance(batch, np.ndarray) and not batch.flags.writeable:
+            batch = batch.copy()
         tensor = torch.as_tensor(batch).to(self.device)
         with torch.no_grad():
             if self.graph.name == "forward":
