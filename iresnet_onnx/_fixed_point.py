@@ -49,7 +49,13 @@ COMPACT_ROWS = 64
 
 def _row_residuals(x_next: Tensor, x: Tensor, rtol: float) -> Tensor:
     """max over each row of |x_next − x| − rtol·|x|: one ReduceMax node in the exported Loop."""
-    return torch.amax(torch.abs(x_next - x) - rtol * torch.abs(x), dim=-1)
+    return torch.amax(_excess(x_next, x, rtol), dim=-1)
+
+
+def _excess(x_next: Tensor, x: Tensor, rtol: float) -> Tensor:
+    """|x_next − x| − rtol·|x| elementwise, in four ops where the formula takes six: at batch 1
+    each op's dispatch costs about what its arithmetic does, and the test runs at every step."""
+    return (x_next - x).abs_().sub_(torch.abs(x), alpha=rtol)
 
 
 def _stop_in_place(
@@ -95,11 +101,16 @@ def solve(
     only when at least half of it, and at least :data:`COMPACT_ROWS` rows, have stopped. Taking
     rows out costs a gather per tensor, more than it saves in g unless it removes much of its work:
     rows tend to stop within a few steps of each other."""
+    # every tensor op outside the steps costs a dispatch per block: none that the shape spares
     width = y.shape[-1]
-    flat = y.reshape(-1, width)
+    flat = y if y.dim() == 2 else y.reshape(-1, width)
     rows = flat.shape[0]
-    if rows == 0:
-        return FixedPointResult(y, torch.tensor(0, device=y.device), y.new_zeros(()))
+    if rows == 0 or maxiter < 1:
+        residual = y.new_zeros(()) if rows == 0 else y.new_full((), math.inf)
+        return FixedPointResult(y, torch.tensor(0, device=y.device), residual)
+    if rows == 1:
+        x, steps, residual = _solve_one_row(g, flat, maxiter, atol, rtol)
+        return FixedPointResult(x if x.shape == y.shape else x.reshape(y.shape), steps, residual)
     y_active, x_active = flat, flat
     r_active = flat.new_full((rows,), math.inf)
     # the rows taken out: their results (x, residuals), and each active row's original row (index)
@@ -147,11 +158,26 @@ def solve(
     if running is not None:  # maxiter reached with some active rows stopped, others running
         x_active, r_active = _merge_in_place(running, x_active, r_active, x_done, r_done)
     if index is None:  # no row was taken out
-        return FixedPointResult(x_active.reshape(y.shape), steps, r_active.amax())
+        x_active = x_active if x_active.shape == y.shape else x_active.reshape(y.shape)
+        return FixedPointResult(x_active, steps, r_active.amax())
     if index.numel() > 0:  # rows still active at the end (maxiter, or stopped in place)
         x[index] = x_active
         residuals[index] = r_active
     return FixedPointResult(x.reshape(y.shape), steps, residuals.amax())
+
+
+def _solve_one_row(
+    g: Callable[[Tensor], Tensor], y: Tensor, maxiter: int, atol: float, rtol: float
+) -> FixedPointResult:
+    """:func:`solve` for one row: the row residual is the residual, a reduction over everything
+    (no per-row state to keep), and the loop is the plain one a user would write."""
+    x, k = y, 0
+    while True:
+        x_next = y - g(x)
+        residual = torch.amax(_excess(x_next, x, rtol))
+        x, k = x_next, k + 1
+        if k == maxiter or not residual.item() > atol:  # NaN stops too, as in _stop_in_place
+            return FixedPointResult(x, torch.tensor(k, device=y.device), residual)
 
 
 class ScriptedSolver:
@@ -256,12 +282,14 @@ def fixed_point(
         >>> x = fixed_point(g, torch.ones(2, 3), 100, 1e-6, 1e-6, (w,)).x
         >>> x.sum().backward()  # reaches w through the implicit function theorem
     """
-    needs_grad = torch.is_grad_enabled() and (y.requires_grad or any(p.requires_grad for p in phi))
-    if needs_grad:
+    step = (lambda x: g(x, *phi)) if phi else g
+    if not torch.is_grad_enabled():
+        return solve(step, y, maxiter, atol, rtol)
+    if y.requires_grad or any(p.requires_grad for p in phi):
         x, iterations, residual = FixedPoint.apply(g, y, maxiter, atol, rtol, *phi)
         return FixedPointResult(x, iterations, residual)
-    with torch.no_grad():
-        return solve(lambda x: g(x, *phi), y, maxiter, atol, rtol)
+    with torch.no_grad():  # g may hold tensors that require grad: no graph of the steps
+        return solve(step, y, maxiter, atol, rtol)
 
 
 class FixedPoint(torch.autograd.Function):

@@ -116,7 +116,7 @@ class FrozenBlock(nn.Module):
             )  # fmt: skip
         check_solver_options(maxiter, atol, rtol, "FrozenBlock.inverse")
         return fixed_point(
-            lambda x: self.g(x), y,
+            self.g, y,
             self.maxiter if maxiter is None else maxiter,
             self.atol if atol is None else atol,
             self.rtol if rtol is None else rtol,

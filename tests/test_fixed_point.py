@@ -67,8 +67,12 @@ def test_stops_at_maxiter_and_reports_nan_as_not_converged():
     w, b = parameters()
     result = fixed_point(contraction, torch.randn(3, 4, dtype=torch.float64), 2, 0.0, 0.0, (w, b))
     assert int(result.iterations) == 2 and result.residual > 0
-    blown = solve(lambda x: x * float("nan"), torch.ones(2, 3), 10, 1e-6, 0.0)
-    assert int(blown.iterations) == 1 and torch.isnan(blown.residual)
+    for y in (torch.ones(2, 3), torch.ones(1, 3), torch.ones(3)):  # one row: a path of its own
+        blown = solve(lambda x: x * float("nan"), y, 10, 1e-6, 0.0)
+        assert int(blown.iterations) == 1 and torch.isnan(blown.residual)
+        assert blown.x.shape == y.shape and blown.residual.shape == ()
+    one = fixed_point(contraction, torch.randn(4, dtype=torch.float64), 2, 0.0, 0.0, (w, b))
+    assert int(one.iterations) == 2 and one.residual > 0 and one.x.shape == (4,)
 
 
 def test_implicit_gradient_in_y_and_in_the_parameters():
