@@ -250,6 +250,13 @@ class LinearContraction(nn.Module):
     def effective_weight(self) -> Tensor:
         """A′ = A·min(c/‖A‖₂, 1) of the current weights; sets the ``spectral_norm`` buffer
         (except while torch traces the layer: a traced graph keeps no such side output)."""
+        if not torch.jit.is_scripting():
+            # eval under no_grad with a kept σ: the value comparison, then A′ as kept
+            known = self._eval_sigma
+            if (known is not None and self._eval_needs_no_grad()
+                    and known.holds_for(self.weight, self.c)):  # fmt: skip
+                self._record(known.sigma)
+                return known.folded
         sigma = self._sigma()
         if torch.jit.is_scripting():
             self.spectral_norm = sigma.detach()
@@ -276,6 +283,17 @@ class LinearContraction(nn.Module):
             self.training
             or torch.jit.is_tracing()
             or (torch.is_grad_enabled() and self.weight.requires_grad)
+        )
+
+    @torch.jit.unused
+    def _eval_needs_no_grad(self) -> bool:
+        """Eval mode with autograd off, not traced: the case :meth:`_eval_is_plain` covers where
+        the weights need no look at their ``requires_grad``."""
+        return not (
+            self.training
+            or torch.is_grad_enabled()
+            or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
         )
 
     @torch.jit.unused

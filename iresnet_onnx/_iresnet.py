@@ -199,11 +199,15 @@ class iResNetBlock(ScriptedSolver, nn.Module):
         # g as plain layers (what self.g computes, without a module walk per fixed-point step)
         hp = self.HP
         steps = plan(hp["variant"], self.input_size, self.hidden_size, hp["activation"], hp["bias"])
+        parameters = tuple(self.g_parameters())
+        if not torch.is_grad_enabled():  # no gradient to carry: the layers are made once
+            layers = make_layers(steps, parameters)
+            return fixed_point(lambda x: apply_layers(x, layers), y, maxiter, atol, rtol)
 
         def g(x: Tensor, *parameters: Tensor) -> Tensor:
             return apply_layers(x, make_layers(steps, parameters))
 
-        return fixed_point(g, y, maxiter, atol, rtol, phi=tuple(self.g_parameters()))
+        return fixed_point(g, y, maxiter, atol, rtol, phi=parameters)
 
     @torch.jit.unused
     def _traced_solve(self, y: Tensor, maxiter: Any, atol: Any, rtol: Any) -> tuple:
