@@ -129,8 +129,6 @@ def solve(
             least = r_active if r_active.shape[0] == 1 else r_active.amin()  # one row: no reduction
             if least.item() > atol:
                 continue
-            if rows == 1:  # the one row stopped: nothing to keep apart
-                break
             running = r_active > atol
             x_done, r_done = x_active, r_active
         else:
