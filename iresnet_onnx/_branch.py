@@ -115,9 +115,11 @@ def _activation(name: str) -> nn.Module:
 
 
 def apply_layers(x: Tensor, layers: Sequence[Layer]) -> Tensor:
-    """g(x)."""
+    """g(x). An activation's ``forward`` is called directly: the layers hold the package's own
+    modules (:func:`_activation`), which no hook is registered on, and a module call's hook
+    machinery costs more than a small activation at batch 1."""
     for layer in layers:
-        x = functional.linear(x, *layer) if isinstance(layer, tuple) else layer(x)
+        x = functional.linear(x, *layer) if isinstance(layer, tuple) else layer.forward(x)
     return x
 
 
