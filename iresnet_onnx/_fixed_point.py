@@ -196,6 +196,16 @@ class ScriptedSolver:
         rows = flat.shape[0]
         if rows == 0:
             return y, torch.tensor(0, device=y.device), y.new_zeros(())
+        if rows == 1:  # _solve_one_row
+            x, k = flat, 0
+            residual = flat.new_zeros(())
+            while k < maxiter:
+                x_next = flat - self.g(x, parameters)
+                residual = torch.amax(_excess(x_next, x, rtol))
+                x, k = x_next, k + 1
+                if not residual.item() > atol:
+                    break
+            return x.reshape(y.shape), torch.tensor(k, device=y.device), residual
         y_active, x_active = flat, flat
         r_active = flat.new_full((rows,), math.inf)
         x, residuals, index = flat, r_active, torch.arange(0, device=y.device)
