@@ -287,8 +287,8 @@ class LinearContraction(nn.Module):
 
     @torch.jit.unused
     def _eval_needs_no_grad(self) -> bool:
-        """Eval mode with autograd off, not traced: the case :meth:`_eval_is_plain` covers where
-        the weights need no look at their ``requires_grad``."""
+        """Eval mode with autograd off, not traced: the kept A′ serves as it is, whatever the
+        weights' ``requires_grad`` (decided without reading a parameter)."""
         return not (
             self.training
             or torch.is_grad_enabled()
