@@ -24,6 +24,8 @@ EDGE = os.environ.get("IRESNET_ONNX_EDGE") == "1"
 
 
 def in_process_runtimes() -> list[str]:
+    """The runtimes here but Node.js and Chromium (tests/conftest.py's CHILD_PROCESS_RUNTIMES:
+    that module imports torch, which the edge environment lacks)."""
     return [name for name in runtimes.available() if name.partition(":")[0] not in ("node", "web")]
 
 
