@@ -62,6 +62,40 @@ class _KnownSigma(torch.autograd.Function):
         return grad_sigma * torch.outer(u, v), None
 
 
+class _KeptFolded(torch.autograd.Function):
+    """A′ = A·min(c/σ, 1) of an eval call's kept σ as one autograd node, where σ, c/σ, the
+    minimum and the product make four (autograd's bookkeeping per node cost more than the layer
+    at batch 1). Its gradient is theirs: σ's is u vᵀ (:class:`_KnownSigma`), and where c/σ = 1
+    each side of the minimum takes half, as ``torch.minimum``'s does. Under ``create_graph`` the
+    backward differentiates those four ops, so higher derivatives are theirs too."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, c: Tensor, known: _EvalSigma) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(weight, c)
+        ctx.known = known
+        return known.folded.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Optional[Tensor], Optional[Tensor], None]:  # type: ignore[override]
+        weight, c = ctx.saved_tensors
+        known, needs = ctx.known, ctx.needs_input_grad[:2]
+        one = torch.ones_like(c)
+        if torch.is_grad_enabled():  # create_graph: autograd differentiates the four ops
+            folded = weight * torch.minimum(c / _KnownSigma.apply(weight, known), one)
+            wanted = [t for t, need in zip((weight, c), needs) if need]
+            found = iter(torch.autograd.grad(folded, wanted, grad, create_graph=True))
+            return next(found) if needs[0] else None, next(found) if needs[1] else None, None
+        ratio = c / known.sigma
+        # the share of the gradient that reaches c/σ through the minimum: all, half at a tie, none
+        share = float((ratio < 1).double() + 0.5 * (ratio == 1).double())
+        inner = (grad * weight).sum() * share  # ⟨G, A⟩, as far as it reaches c/σ
+        grad_weight = grad * torch.minimum(ratio, one)
+        if share:
+            grad_weight = grad_weight - (inner * c / known.sigma**2) * torch.outer(known.u, known.v)
+        grad_c = inner / known.sigma if needs[1] else None
+        return grad_weight if needs[0] else None, grad_c, None
+
+
 def check_width(x: Tensor, expected: int, what: str) -> None:
     """A :class:`~iresnet_onnx.errors.UsageError` unless the last dimension of ``x`` is
     ``expected``."""
@@ -251,17 +285,22 @@ class LinearContraction(nn.Module):
         """A′ = A·min(c/‖A‖₂, 1) of the current weights; sets the ``spectral_norm`` buffer
         (except while torch traces the layer: a traced graph keeps no such side output)."""
         if not torch.jit.is_scripting():
-            # eval under no_grad with a kept σ: the value comparison, then A′ as kept
+            # eval with a kept σ: the value comparison, then A′ as kept (one node with autograd)
             known = self._eval_sigma
-            if (known is not None and self._eval_needs_no_grad()
+            if (known is not None and self._eval_untraced()
                     and known.holds_for(self.weight, self.c)):  # fmt: skip
                 self._record(known.sigma)
+                if torch.is_grad_enabled() and self.weight.requires_grad:
+                    return _KeptFolded.apply(self.weight, self.c, known)
                 return known.folded
         sigma = self._sigma()
         if torch.jit.is_scripting():
             self.spectral_norm = sigma.detach()
         elif not torch.compiler.is_compiling():
-            self._record(sigma)
+            # in eval σ is the kept one (with autograd on, a new node of it per call): the kept
+            # tensor is recorded, once
+            kept = None if self.training or torch.jit.is_tracing() else self._eval_sigma
+            self._record(sigma if kept is None else kept.sigma)
             if self._eval_is_plain():
                 return self._kept_folded()
         return self.weight * torch.minimum(self.c / sigma, self.one)
@@ -286,15 +325,9 @@ class LinearContraction(nn.Module):
         )
 
     @torch.jit.unused
-    def _eval_needs_no_grad(self) -> bool:
-        """Eval mode with autograd off, not traced: the kept A′ serves as it is, whatever the
-        weights' ``requires_grad`` (decided without reading a parameter)."""
-        return not (
-            self.training
-            or torch.is_grad_enabled()
-            or torch.compiler.is_compiling()
-            or torch.jit.is_tracing()
-        )
+    def _eval_untraced(self) -> bool:
+        """Eval mode, not traced: where the kept σ serves (see :meth:`_measured_in_eval`)."""
+        return not (self.training or torch.compiler.is_compiling() or torch.jit.is_tracing())
 
     @torch.jit.unused
     def _kept_folded(self) -> Tensor:

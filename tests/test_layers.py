@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from iresnet_onnx import LinearContraction
+from iresnet_onnx._contraction import _KnownSigma
 from iresnet_onnx._spectral import power_iteration
 
 
@@ -163,6 +164,54 @@ def test_cache_filled_in_inference_mode_serves_autograd_later():
     # f is affine: ∂Σf/∂x is the column sums of A′, the same for every row
     columns = reference_output(layer, torch.eye(5)) - reference_output(layer, torch.zeros(1, 5))
     torch.testing.assert_close(x.grad, columns.sum(-1).expand(3, 5), rtol=1e-5, atol=1e-6)
+
+
+def eval_gradients(layer: LinearContraction, composed: bool) -> tuple[torch.Tensor, ...]:
+    """∂L/∂A, ∂L/∂c and a Hessian-vector product in A, for L = ⟨R, A′⟩², through the eval
+    layer's A′ (composed: σ, c/σ, the minimum and the product as separate autograd ops)."""
+    generator = torch.Generator().manual_seed(1)
+    probe = torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64)
+    direction = torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64)
+    if composed:
+        known = layer._eval_sigma
+        folded = layer.weight * torch.minimum(
+            layer.c / _KnownSigma.apply(layer.weight, known), layer.one
+        )
+    else:
+        folded = layer.effective_weight()
+    loss = (probe * folded).sum() ** 2
+    grad_weight, grad_c = torch.autograd.grad(loss, (layer.weight, layer.c), create_graph=True)
+    (curvature,) = torch.autograd.grad((grad_weight * direction).sum(), layer.weight)
+    return grad_weight.detach(), grad_c.detach(), curvature
+
+
+@pytest.mark.parametrize("sigma_vs_c", ["above", "below", "equal"])
+def test_eval_gradients_of_the_kept_folded_weight(sigma_vs_c):
+    """The eval path's one autograd node for A′ gives the gradients (and second derivatives) of
+    the ops it stands for, on both sides of the minimum and at its tie; against an SVD's σ too."""
+    layer = scaled_layer(5, 4, factor={"above": 100.0, "below": 0.01, "equal": 1.0}[sigma_vs_c])
+    layer = layer.double().eval()
+    # u and v as exact as float64 allows, for the SVD's: at the default rtol they are good to ~1e-4
+    layer.power_atol, layer.power_rtol, layer.power_maxiter = 0.0, 1e-13, 100_000
+    with torch.no_grad():
+        layer(torch.randn(1, 5, dtype=torch.float64))  # keeps σ
+        if sigma_vs_c == "equal":
+            layer.c.copy_(layer._eval_sigma.sigma)  # c/σ is exactly 1: the minimum ties
+            layer(torch.randn(1, 5, dtype=torch.float64))
+    layer.c.requires_grad_(True)
+    assert "_KeptFoldedBackward" in autograd_node_names(layer.effective_weight())
+    one_node = eval_gradients(layer, composed=False)
+    for got, expected in zip(one_node, eval_gradients(layer, composed=True)):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    if sigma_vs_c != "equal":  # an independent σ: the SVD's
+        weight = layer.weight
+        sigma = torch.linalg.matrix_norm(weight, 2)
+        svd = weight * torch.minimum(layer.c / sigma, layer.one)
+        probe = torch.randn(weight.shape, generator=torch.Generator().manual_seed(1),
+                            dtype=torch.float64)  # fmt: skip
+        expected = torch.autograd.grad((probe * svd).sum() ** 2, (weight, layer.c))
+        for got, reference in zip(one_node[:2], expected):
+            torch.testing.assert_close(got, reference, rtol=1e-6, atol=1e-9)
 
 
 def test_deepcopy_of_a_cached_layer_is_independent():
