@@ -87,7 +87,8 @@ class _KeptFolded(torch.autograd.Function):
             return next(found) if needs[0] else None, next(found) if needs[1] else None, None
         ratio = c / known.sigma
         # the share of the gradient that reaches c/σ through the minimum: all, half at a tie, none
-        share = float((ratio < 1).double() + 0.5 * (ratio == 1).double())
+        value = float(ratio)
+        share = 1.0 if value < 1 else 0.5 if value == 1 else 0.0
         inner = (grad * weight).sum() * share  # ⟨G, A⟩, as far as it reaches c/σ
         grad_weight = grad * torch.minimum(ratio, one)
         if share:
