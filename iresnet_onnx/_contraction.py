@@ -226,15 +226,12 @@ class LinearContraction(nn.Module):
                 self._scripted_c = self.c.detach().clone()
                 self._scripted_sigma = sigma.detach()
             return sigma
-        if self.training or torch.jit.is_tracing():  # a trace records the iteration, no cache
-            start = self.power_vector if self.training else self.power_vector.clone()
-            return SpectralNorm.apply(
-                self.weight, self.power_atol, self.power_rtol, self.power_maxiter, start
-            )
-        known = self._measured_in_eval()
-        if torch.is_grad_enabled() and self.weight.requires_grad:
-            return _KnownSigma.apply(self.weight, known)
-        return known.sigma
+        # training, or a trace (which records the iteration, no cache); an eval call that is not
+        # traced uses the kept σ (see effective_weight)
+        start = self.power_vector if self.training else self.power_vector.clone()
+        return SpectralNorm.apply(
+            self.weight, self.power_atol, self.power_rtol, self.power_maxiter, start
+        )
 
     def _scripted_holds(self) -> bool:
         """Whether TorchScript's kept σ is still the weights' and c's (see ``_scripted_sigma``)."""
@@ -285,25 +282,19 @@ class LinearContraction(nn.Module):
     def effective_weight(self) -> Tensor:
         """A′ = A·min(c/‖A‖₂, 1) of the current weights; sets the ``spectral_norm`` buffer
         (except while torch traces the layer: a traced graph keeps no such side output)."""
-        if not torch.jit.is_scripting():
-            # eval with a kept σ: the value comparison, then A′ as kept (one node with autograd)
-            known = self._eval_sigma
-            if (known is not None and self._eval_untraced()
-                    and known.holds_for(self.weight, self.c)):  # fmt: skip
-                self._record(known.sigma)
-                if torch.is_grad_enabled() and self.weight.requires_grad:
-                    return _KeptFolded.apply(self.weight, self.c, known)
-                return known.folded
+        if not torch.jit.is_scripting() and self._eval_untraced():
+            # eval: the kept σ (measured again when the weights or c changed) and A′ kept with
+            # it; with autograd on, one node for A′
+            known = self._measured_in_eval()
+            self._record(known.sigma)
+            if torch.is_grad_enabled() and self.weight.requires_grad:
+                return _KeptFolded.apply(self.weight, self.c, known)
+            return known.folded
         sigma = self._sigma()
         if torch.jit.is_scripting():
             self.spectral_norm = sigma.detach()
         elif not torch.compiler.is_compiling():
-            # in eval σ is the kept one (with autograd on, a new node of it per call): the kept
-            # tensor is recorded, once
-            kept = None if self.training or torch.jit.is_tracing() else self._eval_sigma
-            self._record(sigma if kept is None else kept.sigma)
-            if self._eval_is_plain():
-                return self._kept_folded()
+            self._record(sigma)
         return self.weight * torch.minimum(self.c / sigma, self.one)
 
     @torch.jit.unused
@@ -317,23 +308,9 @@ class LinearContraction(nn.Module):
             self.__dict__["_recorded_sigma"] = None if sigma.requires_grad else sigma
 
     @torch.jit.unused
-    def _eval_is_plain(self) -> bool:
-        """Eval mode without autograd: A′ as kept with σ serves as it is."""
-        return not (
-            self.training
-            or torch.jit.is_tracing()
-            or (torch.is_grad_enabled() and self.weight.requires_grad)
-        )
-
-    @torch.jit.unused
     def _eval_untraced(self) -> bool:
         """Eval mode, not traced: where the kept σ serves (see :meth:`_measured_in_eval`)."""
         return not (self.training or torch.compiler.is_compiling() or torch.jit.is_tracing())
-
-    @torch.jit.unused
-    def _kept_folded(self) -> Tensor:
-        assert self._eval_sigma is not None  # _sigma has just measured or confirmed it
-        return self._eval_sigma.folded
 
     def forward(self, x: Tensor) -> Tensor:
         """Signature: ``[..., input_size] → [..., output_size]``."""
