@@ -5,11 +5,12 @@ the graphs run unchanged, Loops and float64 included. A call's arrays go to the 
 and on to the page over a WebSocket, raw bytes all the way (page.evaluate would carry them as
 base64 JSON, several times slower).
 
-Each session is one page of its own (its own onnxruntime-web instance and WASM memory). The pages
-of one Python process share one Chromium and its driver, started with the first session and ended
-with the last (or at exit): a browser start costs about a second, and the second page reuses the
-WASM module Chromium compiled for the first. A driver that crashes fails the sessions it served
-with its stderr, and the next session starts a new one.
+The sessions of one Python process share one Chromium and its driver, started with the first
+session and ended :data:`IDLE_SECONDS` after the last (or at exit), and within it one runner page
+per thread count: a browser start costs about a second, and so does starting onnxruntime-web's WASM
+in a page, which a page's later sessions skip (they pay for their graph only). A session that closes frees its graph
+and WASM memory in the page. A driver or page that crashes fails the sessions it served with its
+stderr, and the next session starts a new one.
 
 Also here: :class:`Browser`, which opens a page (a site built by ``iresnet-onnx web``), waits for its
 verdict and can take a screenshot.
@@ -46,6 +47,12 @@ def missing() -> str:
     return ""
 
 
+IDLE_SECONDS = 20.0
+"""How long the browser outlives its last session: a caller that opens sessions one after another
+(parity over several exports, a benchmark's rounds) keeps one browser instead of starting one each
+time. A browser left over at exit ends with the process."""
+
+
 class _Driver:
     """The one Chromium driver of this process, counted by its users."""
 
@@ -53,10 +60,14 @@ class _Driver:
     child: JsChild | None = None
     users = 0
     ids = itertools.count()
+    idle: threading.Timer | None = None  # ends the driver IDLE_SECONDS after its last user left
 
     @classmethod
     def acquire(cls, tools: dict[str, Path], timeout: float) -> tuple[JsChild, str]:
         with cls.lock:
+            if cls.idle is not None:
+                cls.idle.cancel()
+                cls.idle = None
             if cls.child is None or not cls.child.alive:
                 args = [str(tools["node_modules"]), str(tools["chromium"])]
                 cls.child = JsChild("headless Chromium", "web_runner.mjs", args, timeout)
@@ -71,14 +82,24 @@ class _Driver:
                 child.close()  # a driver that was replaced after a crash
                 return
             cls.users -= 1
-            if cls.users <= 0:
-                cls.child = None
-                child.close()
+            if cls.users <= 0 and cls.idle is None:
+                cls.idle = threading.Timer(IDLE_SECONDS, cls._end_if_idle, args=(child,))
+                cls.idle.daemon = True
+                cls.idle.start()
+
+    @classmethod
+    def _end_if_idle(cls, child: JsChild) -> None:
+        with cls.lock:
+            if child is not cls.child or cls.users > 0:
+                return
+            cls.child, cls.idle = None, None
+        child.close()
 
 
 class WebSession(JsSession):
-    """An exported graph on onnxruntime-web (WASM) in its own headless Chromium page. ``threads``
-    > 1 uses WASM threads (the runner's page is cross-origin isolated); default 1."""
+    """An exported graph on onnxruntime-web (WASM) in headless Chromium, in the runner page of its
+    thread count, which the process's other sessions share. ``threads`` > 1 uses WASM threads (the
+    runner's page is cross-origin isolated); default 1."""
 
     runtime = "web"
     device = "wasm"
@@ -95,7 +116,7 @@ class WebSession(JsSession):
         return super()._request({**header, "id": self.page_id}, payload, timeout)
 
     def close(self) -> None:
-        """Close this session's page (the browser ends with its last page); idempotent."""
+        """Free this session in its page (the browser ends with the last session); idempotent."""
         child = self.__dict__.pop("child", None)
         if child is None:
             return

@@ -17,7 +17,7 @@ import torch
 from iresnet_onnx import parity, runtimes
 from iresnet_onnx.cli import main
 from iresnet_onnx.errors import RuntimeUnavailableError, UnsupportedModelError, UsageError
-from iresnet_onnx.runtimes import _js
+from iresnet_onnx.runtimes import _js, _web
 from tests.conftest import make_model
 
 JS_RUNTIMES = ("node:cpu", "web:wasm")
@@ -294,8 +294,34 @@ def test_close_ends_the_child_and_is_safe_twice(js, flows):
     session.close()
     with pytest.raises(RuntimeUnavailableError, match="closed"):
         session.run(sample(1, 2))
-    if js == "node:cpu":  # web: the page closes; the shared browser ends with the module's pages
+    if js == "node:cpu":  # web: the session leaves its page; the shared browser ends when idle
         assert process.wait(timeout=10) is not None
+
+
+@pytest.mark.slow
+def test_web_sessions_share_a_page_and_the_browser_ends_when_idle(flows, monkeypatch):
+    """Sessions of one thread count share a runner page: one that closes frees only its own graph
+    there. The browser outlives its last session by IDLE_SECONDS (the next session reuses it), then
+    ends. On a driver of its own: the module's other sessions keep theirs."""
+    require_js("web:wasm")
+    for name, value in (("child", None), ("users", 0), ("idle", None)):
+        monkeypatch.setattr(_web._Driver, name, value)
+    monkeypatch.setattr(_web, "IDLE_SECONDS", 1.0)
+    folder = flows["2d"][1].out_dir
+    reference = runtimes.load(folder / "inverse.onnx", "onnxruntime:cpu")
+    y = sample(5, 2) * 2
+    first = runtimes.load(folder / "forward.onnx", "web:wasm")
+    second = runtimes.load(folder / "inverse.onnx", "web:wasm")
+    child = second.child
+    assert first.child is child
+    first.close()
+    assert_same_outputs(second.run_all(y), reference.run_all(y), 1e-5)
+    second.close()
+    with runtimes.load(folder / "inverse.onnx", "web:wasm") as again:  # within IDLE_SECONDS
+        assert again.child is child
+        assert_same_outputs(again.run_all(y), reference.run_all(y), 1e-5)
+    assert child.process.wait(timeout=15) is not None
+    assert _web._Driver.child is None
 
 
 def test_a_forgotten_session_ends_its_child(flows):

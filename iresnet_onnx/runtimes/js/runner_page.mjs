@@ -1,9 +1,10 @@
-// The page side of web:wasm (see web_runner.mjs): one onnxruntime-web session on the WASM backend,
-// whose calls arrive on a WebSocket to the runner (channel.mjs: raw bytes, no base64).
+// The page side of web:wasm (see web_runner.mjs): onnxruntime-web sessions on the WASM backend, by
+// id, each one's calls arriving on a WebSocket of its own to the runner (channel.mjs: raw bytes, no
+// base64).
 import * as ort from "/ort/ort.wasm.min.mjs";
 
 const ARRAYS = { float32: Float32Array, float64: Float64Array, int64: BigInt64Array, int32: Int32Array };
-let session = null;
+const sessions = new Map();
 
 // [u32 LE header length][header JSON][parts...] as one ArrayBuffer
 function pack(header, parts) {
@@ -42,7 +43,7 @@ function tensorsOf(list, payload) {
   return tensors;
 }
 
-async function answer(buffer) {
+async function answer(session, buffer) {
   const { header, payload } = unpack(buffer);
   try {
     const inputs = tensorsOf(header.tensors, payload);
@@ -69,20 +70,27 @@ window.ortLoad = async (id, threads) => {
   ort.env.wasm.numThreads = threads;
   ort.env.logLevel = "error";
   const bytes = new Uint8Array(await (await fetch(`/model/${id}`)).arrayBuffer());
-  session = await ort.InferenceSession.create(bytes, {
+  const session = await ort.InferenceSession.create(bytes, {
     executionProviders: ["wasm"], graphOptimizationLevel: "all", logSeverityLevel: 3,
   });
+  sessions.set(id, session);
   await new Promise((resolve, reject) => {
     const channel = new WebSocket(`ws://${location.host}/channel/${id}`);
     channel.binaryType = "arraybuffer";
     channel.onopen = resolve;
     channel.onerror = () => reject(new Error("the runner refused the page's channel"));
-    channel.onmessage = async (event) => channel.send(await answer(event.data));
+    channel.onmessage = async (event) => channel.send(await answer(session, event.data));
   });
   return {
     inputs: session.inputNames, outputs: session.outputNames, threads: ort.env.wasm.numThreads,
     web: ort.env.versions?.web,
   };
+};
+
+window.ortUnload = async (id) => {
+  const session = sessions.get(id);
+  sessions.delete(id);
+  await session?.release();
 };
 
 window.ortReady = true;

@@ -1,8 +1,8 @@
 // web:wasm — onnxruntime-web's WASM backend in headless Chromium (Debian's), driven by
-// playwright-core from this Node.js process: one page per session (graph), keyed by the session's
-// id. argv: NODE_MODULES CHROMIUM. A server on 127.0.0.1 inside this process serves the pages
-// onnxruntime-web's .mjs and .wasm, the runner page and the graph, and takes each page's WebSocket
-// (channel.mjs), on which its calls travel as raw bytes. Requests from Python (see protocol.mjs):
+// playwright-core from this Node.js process: the sessions (graphs), keyed by their ids, live in one
+// runner page per thread count. argv: NODE_MODULES CHROMIUM. A server on 127.0.0.1 inside this
+// process serves the pages onnxruntime-web's .mjs and .wasm, the runner page and each session's
+// graph, and takes each session's WebSocket (channel.mjs), on which its calls travel as raw bytes. Requests from Python (see protocol.mjs):
 // load {id, threads} + the graph's bytes; run / echo {id, tensors} + their bytes; unload {id};
 // visit {url, ...} (open a page, wait for its verdict, optionally take a screenshot); close.
 
@@ -35,8 +35,7 @@ const SERVED = {
   "/ort/ort-wasm-simd-threaded.wasm": join(ortDist, "ort-wasm-simd-threaded.wasm"),
 };
 
-// one page per session (graph), keyed by the session's id; the graph and each call's input bytes
-// are served to that page only
+// the sessions by id: each one's graph is served to its page, and its calls cross its own channel
 const sessions = new Map();
 const server = createServer(async (request, response) => {
   const path = new URL(request.url, "http://localhost").pathname;
@@ -77,7 +76,22 @@ const browser = await chromium.launch({ executablePath: chromiumPath, args: FLAG
 // onnxruntime-web's 14 MB WASM module once and the next page takes it from the code cache
 const context = await browser.newContext();
 
-async function runnerPage() {
+// The runner pages by thread count (onnxruntime-web fixes its WASM threads when it starts). A page
+// starts onnxruntime-web's WASM once, about a second; its later sessions pay only for their graph.
+const pages = new Map();
+
+function runnerPage(threads) {
+  let page = pages.get(threads);
+  if (page === undefined) {
+    page = openRunnerPage();
+    pages.set(threads, page);
+    // a page that failed to open or crashed is forgotten: the next session opens a new one
+    page.then((opened) => opened.on("crash", () => pages.delete(threads)), () => pages.delete(threads));
+  }
+  return page;
+}
+
+async function openRunnerPage() {
   const page = await context.newPage();
   const lines = [];
   page.on("console", (message) => lines.push(message.text()));
@@ -86,6 +100,7 @@ async function runnerPage() {
   try {
     await page.waitForFunction(() => window.ortReady === true, null, { timeout: 60000 });
   } catch (error) {
+    await page.close().catch(() => {});
     throw new Error(`onnxruntime-web did not start in Chromium: ${error.message} (${lines.join(" | ")})`);
   }
   return page;
@@ -93,14 +108,14 @@ async function runnerPage() {
 
 async function load(header, payload) {
   const started = performance.now();
+  const threads = header.threads ?? 1;
   const session = { model: Buffer.from(payload), page: null };
   sessions.set(header.id, session);
   try {
-    session.page = await runnerPage();
+    session.page = await runnerPage(threads);
     console.error(`session ${header.id}: page ready in ${(performance.now() - started).toFixed(0)} ms`);
-    const result = await session.page.evaluate(
-      ([id, threads]) => window.ortLoad(id, threads), [header.id, header.threads ?? 1],
-    );
+    const result = await session.page.evaluate(([id, count]) => window.ortLoad(id, count), [header.id, threads]);
+    session.model = null;  // the page holds the session now
     if (session.channel === undefined) throw new Error("the runner page opened no channel");
     console.error(`session ${header.id} created in ${(performance.now() - started).toFixed(0)} ms`);
     return { header: { ...result, version: `onnxruntime-web ${result.web} in Chromium ${browser.version()}` } };
@@ -120,11 +135,12 @@ async function run(header, payload, op = "run") {
   return { header: { tensors: reply.header.tensors, ms: reply.header.ms }, payload: reply.payload };
 }
 
+// the session leaves its page (which stays for the next session) and frees its WASM memory there
 async function unload(header) {
   const session = sessions.get(header.id);
   sessions.delete(header.id);
   session?.channel?.close();
-  await session?.page?.close().catch(() => {});
+  await session?.page?.evaluate((id) => window.ortUnload(id), header.id).catch(() => {});
   return {};
 }
 
