@@ -55,6 +55,7 @@ class Math(Protocol):
     def matmul(self, a: Any, b: Any) -> Any: ...
     def scale_columns(self, matrix: Any, d: Any) -> Any: ...  # matrix·diag(d) per row of d
     def scale_rows(self, matrix: Any, d: Any) -> Any: ...  # diag(d)·matrix per row of d
+    def sandwich(self, left: Any, d: Any, right: Any) -> Any: ...  # left·diag(d)·right per row
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def lemma_matrix(
         w2, w1 = weights  # W₂: k×n (applied first), W₁: n×k
         (d,) = derivatives
         if hidden <= n:
-            return m.matmul(m.scale_columns(w2, d), w1)
+            return m.sandwich(w2, d, w1)
         return m.scale_rows(m.matmul(w1, w2), d)
     w1, w2, w3 = weights
     d1, d2 = derivatives

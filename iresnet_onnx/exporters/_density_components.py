@@ -80,6 +80,23 @@ class OnnxMath:
         return ops.Mul(ops.Unsqueeze(matrix, ops.const([0], INT64)),
                        ops.Unsqueeze(d, ops.const([2], INT64)))  # fmt: skip
 
+    def sandwich(self, left: ir.Value, d: ir.Value, right: ir.Value) -> ir.Value:
+        """L·diag(d)·R per row of ``d [B, n]``, ``[B, a, b]``, as one GEMM: d @ P with P[j] =
+        L[:, j] ⊗ R[j, :] (``[n, a·b]``, per call, or folded where the weights are constants).
+        Scaling L per row instead writes a [B, a, n] tensor and runs a batched product of only
+        b columns, most of density.onnx's time at large batches."""
+        ops = self.ops
+        outer = ops.Mul(ops.Unsqueeze(ops.Transpose(left, perm=[1, 0]), ops.const([2], INT64)),
+                        ops.Unsqueeze(right, ops.const([1], INT64)))  # [n, a, b]  # fmt: skip
+        flat = ops.MatMul(d, ops.Reshape(outer, ops.const([0, -1], INT64)))  # [B, a·b]
+        shape = ops.Concat(
+            ops.op("Shape", d, start=0, end=-1),
+            ops.op("Shape", left, start=0, end=1),
+            ops.op("Shape", right, start=1, end=2),
+            axis=0,
+        )
+        return ops.Reshape(flat, shape)
+
 
 def log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
     """log det(I + S) for a batch S[B, k, k] with ‖S‖₂ < 1, by an unrolled LU without pivoting.
@@ -89,19 +106,22 @@ def log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
     log det = Σ log(pivot). The matrix is laid out batch-last, ``[k, k, B]``: each elimination
     step then broadcasts along the contiguous batch, which onnxruntime's element-wise kernels
     stream (batch-first, the same step broadcasts along the innermost axis, several times
-    slower at large batches; the measurement is in results/density.md). No row mask: a row
-    already eliminated is zero, so updating every row changes nothing. Unrolled, not ONNX
-    ``Det``: only onnxruntime has a Det kernel, and only for float32.
+    slower at large batches). Each step splits off the pivot's row and column and updates only
+    the trailing block. Unrolled, not ONNX ``Det``: only onnxruntime has a Det kernel, and only
+    for float32.
     """
     matrix = ops.Transpose(ops.Add(small, ops.const(np.eye(size))), perm=[1, 2, 0])
     pivots = []
-    for j in range(size):
-        index = ops.const([j], INT64)
-        row = ops.Gather(matrix, index, axis=0)  # [1, k, B]
-        pivots.append(ops.Gather(row, index, axis=1))  # [1, 1, B]
-        if j < size - 1:
-            column = ops.Gather(matrix, index, axis=1)  # [k, 1, B]
-            matrix = ops.Sub(matrix, ops.Mul(ops.Div(column, pivots[-1]), row))
+    for remaining in range(size, 1, -1):
+        # eliminated rows and columns are not carried: step j costs (k − j)², not k², element
+        # operations
+        sizes = ops.const([1, remaining - 1], INT64)
+        top, below = ops.op_multi("Split", matrix, sizes, axis=0, outputs=2)
+        pivot, row = ops.op_multi("Split", top, sizes, axis=1, outputs=2)  # [1,1,B], [1,r−1,B]
+        column, rest = ops.op_multi("Split", below, sizes, axis=1, outputs=2)
+        pivots.append(pivot)
+        matrix = ops.Sub(rest, ops.Mul(ops.Div(column, pivot), row))
+    pivots.append(matrix)  # the last 1 × 1 block
     stacked = ops.Concat(*pivots, axis=0) if size > 1 else pivots[0]  # [k, 1, B]
     return ops.reduce("ReduceSum", ops.Log(stacked), [0, 1], keepdims=0)
 
