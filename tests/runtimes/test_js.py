@@ -25,7 +25,7 @@ GRAPHS = ("forward", "inverse", "density")
 FLOWS = {"2d": (2, 3), "64d": (64, 2)}
 """name: (width n, blocks) of the two flows every graph is compared on."""
 WEB_SLOW = [pytest.param("node:cpu"), pytest.param("web:wasm", marks=pytest.mark.slow)]
-"""A test's runtimes where web:wasm opens pages of its own (seconds each): slow there."""
+"""A test's runtimes where web:wasm may start Chromium (seconds): slow there."""
 
 
 def require_js(name: str) -> None:
@@ -79,7 +79,7 @@ def sessions(flows):
 
 
 def slow_on_web(*flows: str) -> list:
-    """(runtime, flow) parameters; web:wasm's pages for ``flows`` are slow (a page each)."""
+    """(runtime, flow) parameters; web:wasm on ``flows`` is marked slow."""
     return [
         pytest.param(
             runtime, flow, marks=[pytest.mark.slow] * (runtime == "web:wasm" and flow in flows)
