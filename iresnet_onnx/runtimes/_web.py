@@ -7,10 +7,10 @@ base64 JSON, several times slower).
 
 The sessions of one Python process share one Chromium and its driver, started with the first
 session and ended :data:`IDLE_SECONDS` after the last (or at exit), and within it one runner page
-per thread count: a browser start costs about a second, and so does starting onnxruntime-web's WASM
-in a page, which a page's later sessions skip (they pay for their graph only). A session that closes frees its graph
-and WASM memory in the page. A driver or page that crashes fails the sessions it served with its
-stderr, and the next session starts a new one.
+per thread count: a browser start costs about a second, and so does starting onnxruntime-web's
+WASM in a page, which a page's later sessions skip (they pay for their graph only). A session that
+closes frees its graph and WASM memory in the page. A driver or page that crashes fails the
+sessions it served with its stderr, and the next session starts a new one.
 
 Also here: :class:`Browser`, which opens a page (a site built by ``iresnet-onnx web``), waits for its
 verdict and can take a screenshot.

@@ -2,9 +2,10 @@
 // playwright-core from this Node.js process: the sessions (graphs), keyed by their ids, live in one
 // runner page per thread count. argv: NODE_MODULES CHROMIUM. A server on 127.0.0.1 inside this
 // process serves the pages onnxruntime-web's .mjs and .wasm, the runner page and each session's
-// graph, and takes each session's WebSocket (channel.mjs), on which its calls travel as raw bytes. Requests from Python (see protocol.mjs):
-// load {id, threads} + the graph's bytes; run / echo {id, tensors} + their bytes; unload {id};
-// visit {url, ...} (open a page, wait for its verdict, optionally take a screenshot); close.
+// graph, and takes each session's WebSocket (channel.mjs), on which its calls travel as raw bytes.
+// Requests from Python (see protocol.mjs): load {id, threads} + the graph's bytes; run / echo {id,
+// tensors} + their bytes; unload {id}; visit {url, ...} (open a page, wait for its verdict,
+// optionally take a screenshot); close.
 
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -72,8 +73,8 @@ server.on("upgrade", (request, socket, head) => {
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({ executablePath: chromiumPath, args: FLAGS, headless: true });
-// one browser context for the runner's pages: they share its HTTP cache, so Chromium compiles
-// onnxruntime-web's 14 MB WASM module once and the next page takes it from the code cache
+// one browser context for the runner's pages: they share its HTTP cache (onnxruntime-web's 14 MB
+// WASM module is fetched once)
 const context = await browser.newContext();
 
 // The runner pages by thread count (onnxruntime-web fixes its WASM threads when it starts). A page
