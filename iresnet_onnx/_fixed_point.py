@@ -198,7 +198,7 @@ class ScriptedSolver:
             return y, torch.tensor(0, device=y.device), y.new_zeros(())
         if rows == 1:  # _solve_one_row
             x, k = flat, 0
-            residual = flat.new_zeros(())
+            residual = flat.new_full((), math.inf)  # as solve's: no step taken, nothing converged
             while k < maxiter:
                 x_next = flat - self.g(x, parameters)
                 residual = torch.amax(_excess(x_next, x, rtol))
@@ -224,8 +224,6 @@ class ScriptedSolver:
                 least = r_active if r_active.shape[0] == 1 else r_active.amin()
                 if least.item() > atol:
                     continue
-                if rows == 1:
-                    break
                 running = r_active > atol
                 x_done, r_done = x_active, r_active
                 stopped_in_place = True
