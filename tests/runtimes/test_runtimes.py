@@ -18,6 +18,7 @@ from iresnet_onnx.errors import (
     RuntimeUnavailableError,
     UnsupportedModelError,
 )
+from iresnet_onnx.parity import check
 from tests.conftest import make_model
 
 RUNTIMES = [
@@ -347,6 +348,19 @@ def test_a_nan_residual_is_reported_not_passed(tmp_path, name):
     assert not (outputs["residual"] <= session.info.atol).all()
     with pytest.warns(ConvergenceWarning, match="no convergence"):
         session.run(y)
+
+
+@pytest.mark.timeout(120, method="thread")  # a signal would wait for tract to return
+@pytest.mark.skipif("tract:cpu" not in runtimes.available(), reason="tract is not installed here")
+def test_tract_runs_the_density_of_a_wide_small_matrix(tmp_path):
+    """density.onnx's unrolled LU of a 32 × 32 matrix on tract. Built from Splits along both
+    axes, the graph took tract minutes to load (its shape analysis grows faster than the LU's
+    steps): the timeout is there to catch that blow-up, the parity for the numbers."""
+    model = make_model(32, 1, variant="mlp", hidden_size=32, activation="Tanh", seed=5)
+    export(model, tmp_path, **PORTABLE, validate=False)
+    report = check(model, tmp_path, runtimes=["tract:cpu"], batch_sizes=(1, 7), seed=2)
+    assert report.passed, str(report)
+    assert {row.check for row in report.rows} >= {"density", "jacobian"}
 
 
 def test_forward_overflow_is_reported(model_and_export):
