@@ -16,10 +16,12 @@ from ._builder import BOOL, INT64, Component, Ops
 __all__ = ["block_inverse_component", "block_inverse_fixed_component"]
 
 
-def _row_residuals(ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value) -> ir.Value:
-    """max over each row of |x − x_prev| − rtol·|x_prev|: ``[rows]``."""
+def _row_residuals(
+    ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value, axes: tuple[int, ...] | None = (1,)
+) -> ir.Value:
+    """max over each row of |x − x_prev| − rtol·|x_prev|: ``[rows]`` (a scalar over all axes)."""
     change = ops.Abs(ops.Sub(x, x_previous))
-    return ops.reduce("ReduceMax", ops.Sub(change, ops.Mul(rtol, ops.Abs(x_previous))), [1], 0)
+    return ops.reduce("ReduceMax", ops.Sub(change, ops.Mul(rtol, ops.Abs(x_previous))), axes, 0)
 
 
 def _block_outputs(
@@ -75,15 +77,18 @@ def block_inverse_component(
                 name, trips, ops.const(True, BOOL),
                 {
                     "x": (x, dtype, ["batch", width]),
-                    "residuals": (residuals, dtype, ["batch"]),
+                    "residuals": (residuals, dtype, [] if one_row else ["batch"]),
                     "taken": (taken, INT64, []),
                 },
                 lambda inner, *state: step(inner, g, k, y, atol, rtol, *state),
             )  # fmt: skip
 
         limit = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
-        rows = ops.op("Shape", y, start=0, end=1)  # [batch]
-        state = (y, ops.Expand(ops.const(np.inf), rows), ops.const(0, INT64))
+        if one_row:
+            unmet = ops.const(np.inf)
+        else:
+            unmet = ops.Expand(ops.const(np.inf), ops.op("Shape", y, start=0, end=1))  # [batch]
+        state = (y, unmet, ops.const(0, INT64))
         if steps_per_check == 1:
             state = loop("fixed_point", limit, 1, *state)
         else:
@@ -119,19 +124,19 @@ def _running_rows_step(inner: Ops, g, k: int, y, atol, rtol, x, residuals, taken
     return _any_running(inner, residuals, atol), [x, residuals, taken]
 
 
-def _one_row_step(inner: Ops, g, k: int, y, atol, rtol, x, residuals, taken):
-    """One Loop iteration for a batch of one row: k steps, then its test."""
+def _one_row_step(inner: Ops, g, k: int, y, atol, rtol, x, residual, taken):
+    """One Loop iteration for a batch of one row: k steps, then its test (a scalar residual)."""
     for _ in range(k):
         x_previous = x
         x = inner.Sub(y, g(inner, x))
     # The Where keeps the new residual (a running row's old one is > atol) but reads the old:
     # OpenVINO returns a carried value whose body input goes unread as uninitialised memory
     # when the Loop runs zero trips (maxiter < K, or a row done before the rest Loop).
-    running = inner.Greater(residuals, atol)
-    residuals = inner.Where(running, _row_residuals(inner, x, x_previous, rtol), residuals)
+    measured = _row_residuals(inner, x, x_previous, rtol, axes=None)
+    residual = inner.Where(inner.Greater(residual, atol), measured, residual)
     # a NaN residual compares false: the row stops, as in _any_running
-    keep_going = inner.Greater(inner.Squeeze(residuals, inner.const([0], INT64)), atol)
-    return keep_going, [x, residuals, inner.Add(taken, inner.const(k, INT64))]
+    keep_going = inner.Greater(residual, atol)
+    return keep_going, [x, residual, inner.Add(taken, inner.const(k, INT64))]
 
 
 def _any_running(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:
