@@ -176,63 +176,42 @@ def build_forward(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
 
 
 def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
-    """``inverse.onnx``: y (+ optional maxiter, atol, rtol) → x, iterations, residual.
-
-    With the Loop inverse, a batch of one row takes Loops of its own (``BlockInverseOneRow``,
-    chosen by one ``If``): without the running-row bookkeeping, an edge device's one-row call
-    costs less. Both sides take the same steps and give the same outputs for that row.
-    """
+    """``inverse.onnx``: y (+ optional maxiter, atol, rtol) → x, iterations, residual."""
     builder = _ModelBuilder(spec, options)
     ops = builder.ops
+    cap = spec.maxiter_cap
+    if options.inverse == "fixed":
+        steps = fixed_steps(spec, options.input_radius)
+        inverses: list[Component] = [
+            block_inverse_fixed_component(builder.bottleneck, spec.input_size, k) for k in steps
+        ]
+    else:
+        component = block_inverse_component(
+            builder.bottleneck, spec.input_size, cap, options.steps_per_check
+        )
+        inverses = [component] * spec.nblocks
     y = _batch_input(builder, "y")
     # Inputs with an initializer of the same name: optional, defaulting to the model's own values.
     maxiter, atol, rtol = (
         builder.initializer(name, value) for name, value in solver_defaults(spec).items()
     )
-    # the layers' A′ (and the power iteration of loop mode) once, outside any branch
     parameters = builder.block_parameters()
-
-    def blocks(ops: Ops, inverses: list[Component]) -> tuple[ir.Value, ir.Value, ir.Value]:
-        x = y
-        iterations, residuals = [None] * spec.nblocks, [None] * spec.nblocks
-        for index in reversed(range(spec.nblocks)):
-            scope = _block_scope(spec, index)
-            x, k, residual = ops.invoke(
-                inverses[index], x, *parameters[index], maxiter, atol, rtol, scope=scope
-            )
-            iterations[index] = ops.Unsqueeze(k, ops.const([0], INT64))
-            residuals[index] = ops.Unsqueeze(residual, ops.const([0], INT64))
-        return x, ops.Concat(*iterations, axis=0), ops.Concat(*residuals, axis=0)
-
-    types = (
-        (builder.dtype, ["batch", spec.input_size]),
-        (INT64, [spec.nblocks]),
-        (builder.dtype, [spec.nblocks]),
-    )
-    if options.inverse == "fixed":
-        steps = fixed_steps(spec, options.input_radius)
-        fixed = [
-            block_inverse_fixed_component(builder.bottleneck, spec.input_size, k) for k in steps
-        ]
-        x, iterations, residual = blocks(ops, fixed)
-    else:
-
-        def inverse(one_row: bool) -> list[Component]:
-            component = block_inverse_component(
-                builder.bottleneck, spec.input_size, spec.maxiter_cap, options.steps_per_check,
-                one_row=one_row,
-            )  # fmt: skip
-            return [component] * spec.nblocks
-
-        rows = ops.op("Shape", y, start=0, end=1)
-        one_row = ops.Squeeze(ops.Equal(rows, ops.const([1], INT64)), ops.const([0], INT64))
-        x, iterations, residual = ops.branch(
-            "one_row", one_row,
-            lambda inner: blocks(inner, inverse(one_row=True)),
-            lambda inner: blocks(inner, inverse(one_row=False)),
-            types,
-        )  # fmt: skip
-    for value, (dtype, shape) in zip((x, iterations, residual), types):
+    x = y
+    iterations, residuals = [None] * spec.nblocks, [None] * spec.nblocks
+    for index in reversed(range(spec.nblocks)):
+        scope = _block_scope(spec, index)
+        x, k, residual = ops.invoke(
+            inverses[index], x, *parameters[index], maxiter, atol, rtol, scope=scope
+        )
+        iterations[index] = ops.Unsqueeze(k, ops.const([0], INT64))
+        residuals[index] = ops.Unsqueeze(residual, ops.const([0], INT64))
+    iterations = ops.Concat(*iterations, axis=0)
+    residual = ops.Concat(*residuals, axis=0)
+    for value, dtype, shape in (
+        (x, builder.dtype, ["batch", spec.input_size]),
+        (iterations, INT64, [spec.nblocks]),
+        (residual, builder.dtype, [spec.nblocks]),
+    ):
         value.type, value.shape = ir.TensorType(dtype), ir.Shape(shape)
     model = builder.model([y, maxiter, atol, rtol], [x, iterations, residual], "inverse")
     return ir.serde.serialize_model(model)

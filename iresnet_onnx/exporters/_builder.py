@@ -207,31 +207,6 @@ class Ops:
             _declare(value, dtype, shape)
         return values
 
-    def branch(
-        self,
-        name: str,
-        condition: ir.Value,
-        then_body: Callable[["Ops"], Sequence[ir.Value]],
-        else_body: Callable[["Ops"], Sequence[ir.Value]],
-        outputs: Sequence[tuple[ir.DataType, Shape]],
-    ) -> Sequence[ir.Value]:
-        """An ``If`` node: ``then_body(ops)`` where the scalar ``condition`` holds, else
-        ``else_body(ops)``; each returns values of the types and shapes in ``outputs``. The
-        branches may use values of the enclosing graph."""
-        graphs = []
-        for tag, body in (("then", then_body), ("else", else_body)):
-            inner = self._view(f"{self.prefix}{name}/{tag}/", tape=ir.tape.Tape())
-            results = list(body(inner))
-            for value, (dtype, shape) in zip(results, outputs):
-                _declare(value, dtype, shape)
-            graphs.append(ir.Graph([], results, nodes=inner.tape.nodes, name=f"{name}_{tag}"))
-        values = self.op_multi(
-            "If", condition, outputs=len(outputs), then_branch=graphs[0], else_branch=graphs[1]
-        )
-        for value, (dtype, shape) in zip(values, outputs):
-            _declare(value, dtype, shape)
-        return values
-
     def gated_scan(
         self,
         name: str,

@@ -1,10 +1,9 @@
 """The components of an exported iResNet's inverse: the fixed-point iteration x = y − g(x).
 
 ``BlockInverse``       a fixed-point ``Loop`` with a data-dependent stop, row by row
-``BlockInverseOneRow`` the same for a batch of one row (no compaction)
 ``BlockInverseFixed``  the same iteration as a gated ``Scan`` of a fixed number of steps (no Loop)
 
-All three follow :func:`iresnet_onnx._fixed_point.solve` step for step: the same residual, the same
+Both follow :func:`iresnet_onnx._fixed_point.solve` step for step: the same residual, the same
 stopping rule, the same per-row semantics, so eager and ONNX take the same number of steps.
 """
 
@@ -16,12 +15,10 @@ from ._builder import BOOL, INT64, Component, Ops
 __all__ = ["block_inverse_component", "block_inverse_fixed_component"]
 
 
-def _row_residuals(
-    ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value, axes: tuple[int, ...] | None = (1,)
-) -> ir.Value:
-    """max over each row of |x − x_prev| − rtol·|x_prev|: ``[rows]`` (a scalar over all axes)."""
+def _row_residuals(ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value) -> ir.Value:
+    """max over each row of |x − x_prev| − rtol·|x_prev|: ``[rows]``."""
     change = ops.Abs(ops.Sub(x, x_previous))
-    return ops.reduce("ReduceMax", ops.Sub(change, ops.Mul(rtol, ops.Abs(x_previous))), axes, 0)
+    return ops.reduce("ReduceMax", ops.Sub(change, ops.Mul(rtol, ops.Abs(x_previous))), [1], 0)
 
 
 def _block_outputs(
@@ -35,12 +32,7 @@ def _block_outputs(
 
 
 def block_inverse_component(
-    bottleneck: Component,
-    width: int,
-    maxiter_cap: int,
-    steps_per_check: int = 1,
-    *,
-    one_row: bool = False,
+    bottleneck: Component, width: int, maxiter_cap: int, steps_per_check: int = 1
 ) -> Component:
     """``BlockInverse(y, parameters…, maxiter, atol, rtol) -> (x, iterations, residual)``.
 
@@ -58,37 +50,41 @@ def block_inverse_component(
     stops at the first multiple of K at or after the step where eager stops (up to K − 1 extra
     steps, each closer to the fixed point), never after maxiter; ``steps_per_check=1`` stops every
     row exactly where eager does.
-
-    ``one_row=True`` gives ``BlockInverseOneRow``: the same steps and stopping rule for a batch of
-    exactly one row, which needs no compaction and whose test is the Loop's condition itself (at
-    batch 1 those nodes are most of an iteration's cost besides the steps).
     """
-    step = _one_row_step if one_row else _running_rows_step
 
     def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
         *parameters, maxiter, atol, rtol = rest
         dtype = ops.dtype
 
-        def g(inner: Ops, x: ir.Value) -> ir.Value:
-            return inner.invoke(bottleneck, x, *parameters)
-
         def loop(name: str, trips: ir.Value, k: int, x, residuals, taken):
+            def step(inner: Ops, x, residuals, taken):
+                # [A, 1] indices of the running rows: GatherND and ScatterND take them as they are
+                rows = inner.Transpose(inner.NonZero(inner.Greater(residuals, atol)), perm=[1, 0])
+                x_active, y_active = inner.GatherND(x, rows), inner.GatherND(y, rows)
+                for _ in range(k):
+                    x_previous = x_active
+                    x_active = inner.Sub(y_active, inner.invoke(bottleneck, x_active, *parameters))
+                x = inner.ScatterND(x, rows, x_active)
+                residuals = inner.ScatterND(
+                    residuals, rows, _row_residuals(inner, x_active, x_previous, rtol)
+                )
+                # the slowest row runs in every iteration: its count is the Loop's
+                taken = inner.Add(taken, inner.const(k, INT64))
+                return _any_running(inner, residuals, atol), [x, residuals, taken]
+
             return ops.loop(
                 name, trips, ops.const(True, BOOL),
                 {
                     "x": (x, dtype, ["batch", width]),
-                    "residuals": (residuals, dtype, [] if one_row else ["batch"]),
+                    "residuals": (residuals, dtype, ["batch"]),
                     "taken": (taken, INT64, []),
                 },
-                lambda inner, *state: step(inner, g, k, y, atol, rtol, *state),
+                step,
             )  # fmt: skip
 
         limit = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
-        if one_row:
-            unmet = ops.const(np.inf)
-        else:
-            unmet = ops.Expand(ops.const(np.inf), ops.op("Shape", y, start=0, end=1))  # [batch]
-        state = (y, unmet, ops.const(0, INT64))
+        rows = ops.op("Shape", y, start=0, end=1)  # [batch]
+        state = (y, ops.Expand(ops.const(np.inf), rows), ops.const(0, INT64))
         if steps_per_check == 1:
             state = loop("fixed_point", limit, 1, *state)
         else:
@@ -101,42 +97,11 @@ def block_inverse_component(
         return _block_outputs(ops, x, residuals, taken)
 
     return Component(
-        "BlockInverseOneRow" if one_row else "BlockInverse",
-        ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"), body,
+        "BlockInverse", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"), body,
         doc="x with x + g(x) = y, by Banach fixed-point iteration row by row; also the step "
-        "count and residual." + (" For a batch of one row." if one_row else ""),
+        "count and residual.",
         outputs=3,
     )  # fmt: skip
-
-
-def _running_rows_step(inner: Ops, g, k: int, y, atol, rtol, x, residuals, taken):
-    """One Loop iteration: k steps on the rows still running, then their test."""
-    # [A, 1] indices of the running rows: GatherND and ScatterND take them as they are
-    rows = inner.Transpose(inner.NonZero(inner.Greater(residuals, atol)), perm=[1, 0])
-    x_active, y_active = inner.GatherND(x, rows), inner.GatherND(y, rows)
-    for _ in range(k):
-        x_previous = x_active
-        x_active = inner.Sub(y_active, g(inner, x_active))
-    x = inner.ScatterND(x, rows, x_active)
-    residuals = inner.ScatterND(residuals, rows, _row_residuals(inner, x_active, x_previous, rtol))
-    # the slowest row runs in every iteration: its count is the Loop's
-    taken = inner.Add(taken, inner.const(k, INT64))
-    return _any_running(inner, residuals, atol), [x, residuals, taken]
-
-
-def _one_row_step(inner: Ops, g, k: int, y, atol, rtol, x, residual, taken):
-    """One Loop iteration for a batch of one row: k steps, then its test (a scalar residual)."""
-    for _ in range(k):
-        x_previous = x
-        x = inner.Sub(y, g(inner, x))
-    # The Where keeps the new residual (a running row's old one is > atol) but reads the old:
-    # OpenVINO returns a carried value whose body input goes unread as uninitialised memory
-    # when the Loop runs zero trips (maxiter < K, or a row done before the rest Loop).
-    measured = _row_residuals(inner, x, x_previous, rtol, axes=None)
-    residual = inner.Where(inner.Greater(residual, atol), measured, residual)
-    # a NaN residual compares false: the row stops, as in _any_running
-    keep_going = inner.Greater(residual, atol)
-    return keep_going, [x, residual, inner.Add(taken, inner.const(k, INT64))]
 
 
 def _any_running(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:
