@@ -116,7 +116,8 @@ class WebSession(JsSession):
         return super()._request({**header, "id": self.page_id}, payload, timeout)
 
     def close(self) -> None:
-        """Free this session in its page (the browser ends with the last session); idempotent."""
+        """Free this session in its page (the browser ends IDLE_SECONDS after the last session);
+        idempotent."""
         child = self.__dict__.pop("child", None)
         if child is None:
             return
