@@ -13,11 +13,12 @@ def test_folder_and_file(exported):
     assert any(name.startswith("golden/inverse/") for name in info["hashes"])
     forward = info["graphs"]["forward.onnx"]
     # one power-iteration Loop per weight shape (mlp: two shapes), inline, named by where it is
+    # (the then branch of the If that runs it for a stale warm start)
     loops = forward["loops"]
     assert [loop["body"] for loop in loops] == ["power_iteration", "power_iteration"]
-    assert [loop["node"].split("/")[:2] for loop in loops] == [
-        ["spectral_norm.0", "SpectralNorm"], ["spectral_norm.1", "SpectralNorm"]
-    ]  # fmt: skip
+    assert [loop["node"].split("/")[:4] for loop in loops] == [
+        [f"spectral_norm.{i}", "stale_warm_start", "then", "SpectralNorm"] for i in (0, 1)
+    ]
     assert forward["functions"] == [] and not any("." in op for op in forward["op_counts"])
     text = render(info)
     assert "Loop nodes: 2" in text and "spectral norm loop" in text and "validation: passed" in text

@@ -2,11 +2,13 @@
 :class:`ModelSpec`.
 
 Both graphs start the same way. In loop mode the raw weights are initializers (named as in the
-state_dict); the weights of one shape are stacked in their tall form, one ``SpectralNorm`` (one
-power-iteration Loop) measures all of them, ``Contraction`` scales the stack to A′ and ``Gather``
-takes each layer's A′ out of it. The stacking only involves initializers, so onnxruntime folds it
-once at load time; the Loop runs at every call. In folded mode the initializers hold A′ (tall form)
-and none of that exists. (``Gather``, not ``Split``: onnx's version converter has no Split adapter
+state_dict); the weights of one shape are stacked in their tall form, ``WarmSpectralNorm`` gives
+their σ at the warm-start vectors and whether any of those is stale, ``Contraction`` scales the
+stack to A′ and ``Gather`` takes each layer's A′ out of it. All of that involves initializers only,
+so onnxruntime folds it once at load time. An ``If`` on "stale" passes those A′ through, or runs
+one ``SpectralNorm`` (one power-iteration Loop) for the stack and takes A′ from its σ: a converged
+warm start costs no node per call. In folded mode the initializers hold A′ (tall form) and none of
+that exists. (``Gather``, not ``Split``: onnx's version converter has no Split adapter
 below opset 18.)
 """
 
@@ -25,6 +27,7 @@ from ._components import (
     bottleneck_component,
     contraction_component,
     spectral_norm_component,
+    warm_spectral_norm_component,
 )
 from ._density_components import block_density_component
 from ._inverse_components import block_inverse_component, block_inverse_fixed_component
@@ -90,7 +93,6 @@ class _ModelBuilder:
     def _loop_weights(self) -> dict[str, ir.Value]:
         spec = self.spec
         power = spec.power_iteration
-        contraction = contraction_component()
         groups: dict[tuple[int, int], list[LayerSpec]] = defaultdict(list)
         for layer in spec.layers:
             groups[layer.tall_shape].append(layer)
@@ -114,16 +116,38 @@ class _ModelBuilder:
                 f"contraction_constants.{group_index}",
                 np.array([layer.c for layer in layers], spec.dtype).reshape(-1, 1, 1),
             )
+            # σ at the warm start and whether it needs the power iteration: both from initializers
+            # alone, so a runtime folds them (and the A′ they give) once at load time; the If
+            # runs the power-iteration Loop only where a warm start is stale
+            warm = warm_spectral_norm_component(power["atol"], power["rtol"])
+            warm_sigma, stale = ops.invoke(warm, stack, vectors)
             spectral = spectral_norm_component(
                 len(layers), cols, power["atol"], power["rtol"], power["maxiter"]
             )
-            sigma = ops.invoke(spectral, stack, vectors)
-            effective = ops.invoke(contraction, stack, sigma, c)
-            for index, layer in enumerate(layers):
-                weight = ops.Gather(effective, ops.const(index, INT64), axis=0)
-                weight.type, weight.shape = ir.TensorType(self.dtype), ir.Shape([rows, cols])
-                weights[layer.name] = weight
+
+            def measured(
+                inner: Ops, spectral=spectral, stack=stack, vectors=vectors, c=c, layers=layers
+            ):
+                return self._layer_weights(
+                    inner, inner.invoke(spectral, stack, vectors), stack, c, layers
+                )
+
+            values = ops.if_(
+                "stale_warm_start", stale, measured,
+                self._layer_weights(ops, warm_sigma, stack, c, layers),
+                [(self.dtype, [rows, cols])] * len(layers),
+            )  # fmt: skip
+            weights.update({layer.name: value for layer, value in zip(layers, values)})
         return weights
+
+    def _layer_weights(
+        self, ops: Ops, sigma: ir.Value, stack: ir.Value, c: ir.Value, layers: list[LayerSpec]
+    ) -> list[ir.Value]:
+        """Each layer's A′ (tall form) from the stack's σ: ``Contraction``, then ``Gather``."""
+        effective = ops.invoke(contraction_component(), stack, sigma, c)
+        return [
+            ops.Gather(effective, ops.const(index, INT64), axis=0) for index in range(len(layers))
+        ]
 
     def _tall_raw_weight(self, ops: Ops, layer: LayerSpec) -> ir.Value:
         raw = self.initializer(f"{layer.name}.weight", layer.weight, "raw weight A (state_dict)")

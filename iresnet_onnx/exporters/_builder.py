@@ -207,6 +207,31 @@ class Ops:
             _declare(value, dtype, shape)
         return values
 
+    def if_(
+        self,
+        name: str,
+        condition: ir.Value,
+        then_body: Callable[["Ops"], Sequence[ir.Value]],
+        otherwise: Sequence[ir.Value],
+        types: Sequence[tuple[ir.DataType, Shape]],
+    ) -> Sequence[ir.Value]:
+        """An ``If`` node: ``then_body(ops)`` writes the then branch, whose values are returned
+        where ``condition`` holds; else the values ``otherwise`` of the enclosing graph pass
+        through. ``types`` declares each output's (dtype, shape)."""
+        branches = []
+        for branch in ("then", "else"):
+            inner = self._view(f"{self.prefix}{name}/{branch}/", tape=ir.tape.Tape())
+            values = list(then_body(inner) if branch == "then" else map(inner.Identity, otherwise))
+            for value, (dtype, shape) in zip(values, types):
+                _declare(value, dtype, shape)
+            branches.append(ir.Graph([], values, nodes=inner.tape.nodes, name=f"{name}_{branch}"))
+        values = self.op_multi(
+            "If", condition, outputs=len(types), then_branch=branches[0], else_branch=branches[1]
+        )
+        for value, (dtype, shape) in zip(values, types):
+            _declare(value, dtype, shape)
+        return values
+
     def gated_scan(
         self,
         name: str,

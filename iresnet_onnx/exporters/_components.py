@@ -1,5 +1,6 @@
 """The components of an exported iResNet's forward pass, written beside the math they compute.
 
+``WarmSpectralNorm``  σ of a stack of matrices at the warm-start vectors, and whether any is stale
 ``SpectralNorm``   σ of a stack of matrices: one power-iteration ``Loop`` for all of them
 ``Contraction``    A′ = A·min(c/σ, 1)
 ``Bottleneck``     g(x), the block's layer plan (:mod:`iresnet_onnx._structure`) as Gemm and
@@ -29,7 +30,53 @@ __all__ = [
     "bottleneck_inputs",
     "contraction_component",
     "spectral_norm_component",
+    "warm_spectral_norm_component",
 ]
+
+
+def _warm_start(
+    ops: Ops, T: ir.Value, x0: ir.Value, atol: float, rtol: float
+) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value, ir.Value, ir.Value]:
+    """``(scale, T̂, x, λ, z, excess)`` at the warm start, before any update: T̂ = T/max|T| (per
+    layer), x = x0/‖x0‖, λ = ‖T̂x‖², z = T̂ᵀT̂x and how far ‖z − λx‖ is above rtol·λ + atol."""
+    zero, one = ops.const(0.0), ops.const(1.0)
+    scale = ops.reduce("ReduceMax", ops.Abs(T), [1, 2], keepdims=1)
+    scale = ops.Where(ops.Greater(scale, zero), scale, one)
+    T = ops.Div(T, scale)
+    x = ops.Unsqueeze(x0, ops.const([-1], INT64))
+    x = ops.Div(x, ops.reduce("ReduceL2", x, [1], keepdims=1))
+    return (scale, T, x, *_evaluate(ops, T, x, atol, rtol))
+
+
+def _evaluate(
+    ops: Ops, T: ir.Value, x: ir.Value, atol: float, rtol: float
+) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """λ = ‖T̂x‖², z = T̂ᵀT̂x, and how far ‖z − λx‖ is above rtol·λ + atol."""
+    Tx = ops.MatMul(T, x)
+    lam = ops.reduce("ReduceSumSquare", Tx, [1, 2], keepdims=1)
+    # (Txᵀ T̂)ᵀ, not T̂ᵀ(T̂x): OpenVINO's CPU plugin computed MatMul(Transpose(T̂), T̂x) wrong
+    # for a stack of one matrix when T̂ is a constant (the torch route's per-layer Loops)
+    z = ops.Transpose(ops.MatMul(ops.Transpose(Tx, perm=[0, 2, 1]), T), perm=[0, 2, 1])
+    residual = ops.reduce("ReduceL2", ops.Sub(z, ops.Mul(lam, x)), [1, 2], keepdims=1)
+    excess = ops.Sub(residual, ops.Add(ops.Mul(ops.const(rtol), lam), ops.const(atol)))
+    return lam, z, excess
+
+
+def warm_spectral_norm_component(atol: float, rtol: float) -> Component:
+    """``WarmSpectralNorm(T[L,M,N], x0[L,N]) -> (σ[L,1,1], stale)``: σ at the warm start, and
+    whether any layer's warm start fails the power iteration's test (then ``SpectralNorm`` must
+    iterate). Without a Loop, so a runtime folds it when T and x0 are initializers."""
+
+    def body(ops: Ops, T: ir.Value, x0: ir.Value) -> tuple[ir.Value, ir.Value]:
+        scale, _, _, lam, _, excess = _warm_start(ops, T, x0, atol, rtol)
+        stale = ops.Greater(ops.reduce("ReduceMax", excess, None, keepdims=0), ops.const(0.0))
+        return ops.Mul(scale, ops.Sqrt(lam)), stale
+
+    return Component(
+        "WarmSpectralNorm", ("T", "x0"), body, outputs=2,
+        doc=f"σ of the warm start x0, and whether any layer fails ‖T̂ᵀT̂x − λx‖ ≤ {rtol:g}·λ + "
+        f"{atol:g} there.",
+    )  # fmt: skip
 
 
 def spectral_norm_component(
@@ -47,31 +94,13 @@ def spectral_norm_component(
     """
 
     def body(ops: Ops, T: ir.Value, x0: ir.Value) -> ir.Value:
-        zero, one = ops.const(0.0), ops.const(1.0)
-        atol_, rtol_ = ops.const(atol), ops.const(rtol)
-        scale = ops.reduce("ReduceMax", ops.Abs(T), [1, 2], keepdims=1)
-        scale = ops.Where(ops.Greater(scale, zero), scale, one)
-        T = ops.Div(T, scale)
-
-        def evaluate(ops: Ops, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
-            """λ = ‖T̂x‖², z = T̂ᵀT̂x, and how far ‖z − λx‖ is above rtol·λ + atol."""
-            Tx = ops.MatMul(T, x)
-            lam = ops.reduce("ReduceSumSquare", Tx, [1, 2], keepdims=1)
-            # (Txᵀ T̂)ᵀ, not T̂ᵀ(T̂x): OpenVINO's CPU plugin computed MatMul(Transpose(T̂), T̂x) wrong
-            # for a stack of one matrix when T̂ is a constant (the torch route's per-layer Loops)
-            z = ops.Transpose(ops.MatMul(ops.Transpose(Tx, perm=[0, 2, 1]), T), perm=[0, 2, 1])
-            residual = ops.reduce("ReduceL2", ops.Sub(z, ops.Mul(lam, x)), [1, 2], keepdims=1)
-            excess = ops.Sub(residual, ops.Add(ops.Mul(rtol_, lam), atol_))
-            return lam, z, excess
-
-        x = ops.Unsqueeze(x0, ops.const([-1], INT64))
-        x = ops.Div(x, ops.reduce("ReduceL2", x, [1], keepdims=1))
-        lam, z, excess = evaluate(ops, x)
+        zero = ops.const(0.0)
+        scale, T, x, lam, z, excess = _warm_start(ops, T, x0, atol, rtol)
 
         def iterate(inner: Ops, x, z, lam, excess):
             active = inner.Greater(excess, zero)
             x = inner.Where(active, inner.Div(z, inner.reduce("ReduceL2", z, [1], keepdims=1)), x)
-            lam, z, excess = evaluate(inner, x)
+            lam, z, excess = _evaluate(inner, T, x, atol, rtol)
             keep_going = inner.Greater(inner.reduce("ReduceMax", excess, None, keepdims=0), zero)
             return keep_going, [x, z, lam, excess]
 

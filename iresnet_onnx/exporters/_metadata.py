@@ -51,8 +51,8 @@ def _model_name(spec: ModelSpec) -> str:
 def model_doc(spec: ModelSpec, options: ExportOptions, graph: str) -> str:
     """What the graph computes, for which model, with which solver semantics."""
     sigma = (
-        "σ = ‖A‖₂ of every layer is computed in the graph by a power-iteration Loop from the raw "
-        "weights"
+        "σ = ‖A‖₂ of every layer is computed in the graph from the raw weights: at the warm-start "
+        "vectors, and by a power-iteration Loop where one of them is stale"
         if options.spectral_norm == "loop"
         else "A′ = A·min(c/‖A‖₂, 1) is folded into the weights"
     )

@@ -8,9 +8,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from iresnet_onnx import __version__
+from iresnet_onnx import __version__, export
 from iresnet_onnx._inspect import graph_summary
-from tests.conftest import make_model
+from tests.conftest import make_model, stale_power_vectors
 
 
 def loops_in(proto: onnx.ModelProto) -> list[dict]:
@@ -37,12 +37,38 @@ def test_loop_mode_has_power_iteration_loops_and_folded_has_none(lowrank, mlp):
     _, loop, folded = lowrank
     forward = onnx.load(loop.forward)
     power_loops = [entry for entry in loops_in(forward) if entry["body"] == "power_iteration"]
-    # one Loop for all six contractions (they share one shape), inline, named where it comes from
-    assert len(power_loops) == 1 and power_loops[0]["where"] == "main graph"
-    assert power_loops[0]["node"].startswith("spectral_norm.0/SpectralNorm/")
+    # one Loop for all six contractions (they share one shape), inline, named where it comes from:
+    # in the then branch of the If that runs it only for a stale warm start
+    assert len(power_loops) == 1
+    assert power_loops[0]["where"] == "main graph › stale_warm_start_then"
+    assert power_loops[0]["node"].startswith("spectral_norm.0/stale_warm_start/then/SpectralNorm/")
     assert loops_in(onnx.load(folded.forward)) == []
     # mlp: the hidden×hidden layers have a second shape, so a second power-iteration Loop
     assert len(loops_in(onnx.load(mlp[1].forward))) == 2
+
+
+def stale_flags(path) -> list[bool]:
+    """The If conditions of a loop-mode graph (one per weight shape: is a warm start stale?), as
+    onnxruntime computes them from the graph's initializers."""
+    import onnxruntime as ort
+
+    proto = onnx.load(path)
+    conditions = [node.input[0] for node in proto.graph.node if node.op_type == "If"]
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in conditions)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    width = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    values = session.run(conditions, {proto.graph.input[0].name: np.zeros((1, width), np.float32)})
+    return [bool(value) for value in values]
+
+
+def test_the_power_iteration_runs_only_for_a_stale_warm_start(lowrank, mlp, tmp_path):
+    """Converged warm starts (the trained model's) take the If's else branch: A′ of the warm
+    start, which the runtime folds at load time, so no Loop runs per call. Stale ones run it."""
+    assert stale_flags(lowrank[1].forward) == [False]
+    assert stale_flags(mlp[1].inverse) == [False, False]
+    stale = stale_power_vectors(make_model(16, 3, variant="lowrank", activation="ELU"), seed=1)
+    export(stale, tmp_path, validate=False)
+    assert stale_flags(tmp_path / "forward.onnx") == [True]
 
 
 def test_inverse_has_one_fixed_point_loop_per_block(lowrank):
@@ -78,10 +104,10 @@ def test_functions_form_keeps_named_functions(exported):
     result = exported("structure-functions", model, functions=True)
     forward, inverse = onnx.load(result.forward), onnx.load(result.inverse)
     assert {f.name for f in forward.functions} == {
-        "SpectralNorm", "Contraction", "Bottleneck", "BlockForward"
+        "WarmSpectralNorm", "SpectralNorm", "Contraction", "Bottleneck", "BlockForward"
     }  # fmt: skip
     assert {f.name for f in inverse.functions} == {
-        "SpectralNorm", "Contraction", "Bottleneck", "BlockInverse"
+        "WarmSpectralNorm", "SpectralNorm", "Contraction", "Bottleneck", "BlockInverse"
     }  # fmt: skip
     assert all(f.domain == "iresnet_onnx" for f in forward.functions)
     assert graph_summary(inverse)["op_counts"]["iresnet_onnx.BlockInverse"] == 3
