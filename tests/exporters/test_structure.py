@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import numpy_helper
@@ -50,8 +51,6 @@ def test_loop_mode_has_power_iteration_loops_and_folded_has_none(lowrank, mlp):
 def stale_flags(path) -> list[bool]:
     """The If conditions of a loop-mode graph (one per weight shape: is a warm start stale?), as
     onnxruntime computes them from the graph's initializers."""
-    import onnxruntime as ort
-
     proto = onnx.load(path)
     conditions = [node.input[0] for node in proto.graph.node if node.op_type == "If"]
     proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in conditions)
