@@ -313,6 +313,9 @@ def summarize(report: Any, baseline: dict[str, list[int]], work: Path) -> dict[s
         reason = report.unsupported[0]["reason"].splitlines()[0].replace(f"{work}/", "")
         return {"passed": False, "text": f"✗ refused: {reason}", "error": reason}
     rows = report.rows
+    if not rows:  # the runtime failed on the golden cases: the report says why, as a problem
+        reason = report.problems[0].splitlines()[0].replace(f"{work}/", "")
+        return {"passed": False, "text": f"✗ {reason}", "error": reason}
     worst = max(rows, key=lambda r: r.max_abs / r.tolerance if r.max_abs == r.max_abs else 1e300)
     steps = steps_of(report)
     equal = (
