@@ -114,13 +114,13 @@ def log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
     pivots = []
     for remaining in range(size, 1, -1):
         # eliminated rows and columns are not carried: step j costs (k − j)², not k², element
-        # operations. The rows are taken by Gather, not Split: with Splits along both axes,
-        # tract's shape analysis grows faster than the step count (minutes to load at k = 32)
-        top = ops.Gather(matrix, ops.const([0], INT64), axis=0)  # [1, r, B]
-        below = ops.Gather(matrix, ops.const(np.arange(1, remaining), INT64), axis=0)
-        sizes = ops.const([1, remaining - 1], INT64)
-        pivot, row = ops.op_multi("Split", top, sizes, axis=1, outputs=2)  # [1,1,B], [1,r−1,B]
-        column, rest = ops.op_multi("Split", below, sizes, axis=1, outputs=2)
+        # operations. Rows and columns are taken by Gather, not Split: with Splits along both
+        # axes, tract's shape analysis grows faster than the step count (minutes to load at
+        # k = 32), and onnx's version converter has no adapter for Split below opset 18
+        first, others = ops.const([0], INT64), ops.const(np.arange(1, remaining), INT64)
+        top, below = ops.Gather(matrix, first, axis=0), ops.Gather(matrix, others, axis=0)
+        pivot, row = ops.Gather(top, first, axis=1), ops.Gather(top, others, axis=1)
+        column, rest = ops.Gather(below, first, axis=1), ops.Gather(below, others, axis=1)
         pivots.append(pivot)
         matrix = ops.Sub(rest, ops.Mul(ops.Div(column, pivot), row))
     pivots.append(matrix)  # the last 1 × 1 block

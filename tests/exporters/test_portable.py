@@ -30,7 +30,7 @@ def model():
 def test_exports_survive_the_version_converter(exported, tmp_path, model, mode, target):
     result = exported(f"convert-{mode}", model, spectral_norm=mode)
     shutil.copytree(result.out_dir, tmp_path, dirs_exist_ok=True)
-    for name in ("forward.onnx", "inverse.onnx"):
+    for name in ("forward.onnx", "inverse.onnx", "density.onnx"):
         converted = onnx.version_converter.convert_version(onnx.load(tmp_path / name), target)
         onnx.checker.check_model(converted, full_check=True)
         onnx.save(converted, tmp_path / name)
