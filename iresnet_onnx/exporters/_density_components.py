@@ -112,12 +112,13 @@ def log_det_unit_plus(ops: Ops, small: ir.Value, size: int) -> ir.Value:
     """
     matrix = ops.Transpose(ops.Add(small, ops.const(np.eye(size))), perm=[1, 2, 0])
     pivots = []
+    first = ops.const([0], INT64)
     for remaining in range(size, 1, -1):
         # eliminated rows and columns are not carried: step j costs (k − j)², not k², element
         # operations. Rows and columns are taken by Gather, not Split: with Splits along both
         # axes, tract's shape analysis grows faster than the step count (minutes to load at
         # k = 32), and onnx's version converter has no adapter for Split below opset 18
-        first, others = ops.const([0], INT64), ops.const(np.arange(1, remaining), INT64)
+        others = ops.const(np.arange(1, remaining), INT64)
         top, below = ops.Gather(matrix, first, axis=0), ops.Gather(matrix, others, axis=0)
         pivot, row = ops.Gather(top, first, axis=1), ops.Gather(top, others, axis=1)
         column, rest = ops.Gather(below, first, axis=1), ops.Gather(below, others, axis=1)
