@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InvalidModelError, RuntimeUnavailableError, UsageError
 from ._info import ModelInfo, graph_info, onnxruntime_type
-from ._session import Session, check_solver_inputs, check_threads, torch_tensor_type
+from ._session import Session, check_solver_inputs, check_threads
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -171,16 +171,12 @@ class OnnxRuntimeSession(Session):
 
     def _run(self, batch: Any, solver: dict[str, Any]) -> dict[str, np.ndarray]:
         feeds = self.solver_feeds(solver)
-        tensor = torch_tensor_type()
-        if (
-            tensor is not None
-            and isinstance(batch, tensor)
-            and batch.is_cuda
-            and self.device != "cpu"
-        ):
-            outputs = self._run_bound(batch, feeds)
-            return {name: value.cpu().numpy() for name, value in outputs.items()}
-        feeds[self.graph.input] = self._numpy(batch)
+        if not isinstance(batch, np.ndarray):  # a torch tensor (numpy input needs no torch lookup)
+            if batch.is_cuda and self.device != "cpu":
+                outputs = self._run_bound(batch, feeds)
+                return {name: value.cpu().numpy() for name, value in outputs.items()}
+            batch = self._numpy(batch)
+        feeds[self.graph.input] = batch
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 
     def run_torch(self, tensor: Any, **solver: Any) -> dict[str, Any]:

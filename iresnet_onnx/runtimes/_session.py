@@ -93,6 +93,12 @@ class Session(ABC):
 
     def __init__(self, info: ModelInfo):
         self.info = info
+        # solver settings already checked, and their scalar feeds, by value: a caller passes the
+        # same settings call after call, and at batch 1 checking them and making the arrays anew
+        # took a measurable share of the call. Entries are never changed once made, so threads
+        # may share them.
+        self._checked_solver: dict[tuple, dict[str, Any]] = {}
+        self._solver_arrays: dict[tuple, dict[str, np.ndarray]] = {}
 
     @property
     def name(self) -> str:
@@ -134,8 +140,7 @@ class Session(ABC):
         ``solver`` (inverse only): ``maxiter``, ``atol``, ``rtol`` overriding the model's defaults.
         """
         batch, leading = self._prepare(array)
-        info = self.info
-        solver = check_solver_inputs(info, solver)
+        solver = self._check_solver(solver)
         outputs = self._empty_outputs() if batch.shape[0] == 0 else self._run(batch, solver)
         if len(leading) != 1:
             for name in self.graph.per_row:
@@ -237,15 +242,58 @@ class Session(ABC):
             return values, bool(np.isfinite(values).all())
         return values, bool(values.isfinite().all())
 
+    def _check_solver(self, solver: dict[str, Any]) -> dict[str, Any]:
+        """:func:`check_solver_inputs` of ``solver``, once per distinct value (the result is
+        shared: never change it)."""
+        key = _solver_key(solver)
+        checked = self._checked_solver.get(key) if key is not None else None
+        if checked is None:
+            checked = check_solver_inputs(self.info, solver)
+            if key is not None:
+                _remember(self._checked_solver, key, checked)
+        return checked
+
     def solver_feeds(self, solver: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Solver overrides as the scalar tensors the inverse graph takes."""
-        feeds = {}
-        if "maxiter" in solver:
-            feeds["maxiter"] = np.array(int(solver["maxiter"]), np.int64)
-        for name in ("atol", "rtol"):
-            if name in solver:
-                feeds[name] = np.array(solver[name], self.info.dtype)
-        return feeds
+        """Solver overrides as the scalar tensors the inverse graph takes (a new dict; its
+        arrays are read-only and shared between calls)."""
+        if not solver:
+            return {}
+        key = _solver_key(solver)
+        arrays = self._solver_arrays.get(key) if key is not None else None
+        if arrays is None:
+            arrays = {}
+            if "maxiter" in solver:
+                arrays["maxiter"] = np.array(int(solver["maxiter"]), np.int64)
+            for name in ("atol", "rtol"):
+                if name in solver:
+                    arrays[name] = np.array(solver[name], self.info.dtype)
+            for value in arrays.values():
+                value.flags.writeable = False
+            if key is not None:
+                _remember(self._solver_arrays, key, arrays)
+        return dict(arrays)
+
+
+MEMO_SIZE = 16
+"""The most distinct solver settings a session remembers (a caller sweeping tolerances would
+otherwise grow the memo without end)."""
+
+
+def _solver_key(solver: dict[str, Any]) -> tuple | None:
+    """A hashable key for solver settings, by name, type and value (``True`` and ``1`` differ), or
+    None for a value that cannot be one (it is checked, and refused, every time)."""
+    key = tuple(sorted((name, type(value), value) for name, value in solver.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _remember(memo: dict, key: tuple, value: Any) -> None:
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
 
 
 def check_threads(threads: Any, owner: str) -> int | None:

@@ -316,6 +316,34 @@ def test_solver_inputs_are_used(model_and_export, name):
     assert (session.run_all(y)["iterations"] > 1).any()
 
 
+def test_solver_settings_checked_once_still_follow_each_call(model_and_export):
+    """A session remembers settings it has checked, and their scalar feeds, by value: what it
+    remembers must never let a bad value through or carry one call's settings into another."""
+    from iresnet_onnx.runtimes._session import MEMO_SIZE
+
+    _, result = model_and_export
+    session = open_session(result.inverse, "onnxruntime:cpu")
+    y = sample(5, WIDTH, seed=6)
+    assert session.run_all(y, maxiter=1)["iterations"].tolist() == [1] * NBLOCKS
+    # True == 1 and hash(True) == hash(1): remembered by value alone, True would pass
+    with pytest.raises(ValueError, match="maxiter"):
+        session.run_all(y, maxiter=True)
+    for _ in range(2):  # a refused value is refused again, not remembered
+        with pytest.raises(ValueError, match="atol"):
+            session.run_all(y, atol=-1.0)
+    assert (session.run_all(y, maxiter=100)["iterations"] > 1).any()
+    assert session.run_all(y, maxiter=1)["iterations"].tolist() == [1] * NBLOCKS
+    feeds = session.solver_feeds({"maxiter": 3, "atol": 1e-4})
+    assert feeds == {"maxiter": 3, "atol": np.float32(1e-4)}
+    assert not any(array.flags.writeable for array in feeds.values())
+    feeds["y"] = y  # the caller's dict is its own: the next call's feeds hold no y
+    assert set(session.solver_feeds({"maxiter": 3, "atol": 1e-4})) == {"maxiter", "atol"}
+    for maxiter in range(1, 3 * MEMO_SIZE):  # a sweep of settings: the memo stays bounded
+        session.run_all(y[:1], maxiter=maxiter)
+    assert len(session._checked_solver) <= MEMO_SIZE
+    assert len(session._solver_arrays) <= MEMO_SIZE
+
+
 @pytest.mark.parametrize("name", RUNTIMES)
 def test_run_warns_when_the_inverse_misses_its_tolerance(model_and_export, name):
     _, result = model_and_export
