@@ -245,6 +245,8 @@ class Session(ABC):
     def _check_solver(self, solver: dict[str, Any]) -> dict[str, Any]:
         """:func:`check_solver_inputs` of ``solver``, once per distinct value (the result is
         shared: never change it)."""
+        if not solver:  # the model's own settings: nothing to check
+            return solver
         key = _solver_key(solver)
         checked = self._checked_solver.get(key) if key is not None else None
         if checked is None:
