@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from iresnet_onnx import parity, runtimes
+from iresnet_onnx._tolerances import BOUNDARY_ULPS
 from iresnet_onnx.cli import main
 from iresnet_onnx.errors import RuntimeUnavailableError, UnsupportedModelError, UsageError
 from iresnet_onnx.runtimes import _js, _web
@@ -93,12 +94,34 @@ def sample(rows, n, seed=0, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal((rows, n)).astype(dtype)
 
 
-def assert_same_outputs(actual: dict, expected: dict, tolerance: float) -> None:
+def assert_same_steps(actual: dict, expected: dict, session, atol: float | None = None) -> None:
+    """Equal step counts per block, except one test apart (K steps) where a final residual lies
+    within rounding of atol: another runtime's kernels round differently (the rule parity's
+    StepRule applies against eager)."""
+    atol = session.info.atol if atol is None else atol
+    magnitude = max(1.0, float(np.max(np.abs(expected["x"])))) if expected["x"].size else 1.0
+    band = BOUNDARY_ULPS * float(np.finfo(expected["residual"].dtype).eps) * magnitude
+    pairs = zip(actual["iterations"].tolist(), expected["iterations"].tolist(),
+                actual["residual"].tolist(), expected["residual"].tolist())  # fmt: skip
+    for block, (taken, other, residual, other_residual) in enumerate(pairs):
+        if taken != other:
+            on_boundary = min(abs(residual - atol), abs(other_residual - atol)) <= band
+            assert abs(taken - other) <= session.info.steps_per_check and on_boundary, (
+                f"block {block}: {taken} steps (residual {residual:.3g}) against {other} "
+                f"({other_residual:.3g}), atol {atol:g}"
+            )
+
+
+def assert_same_outputs(
+    actual: dict, expected: dict, tolerance: float, session=None, atol: float | None = None
+) -> None:
+    """Values within ``tolerance`` (scaled by the output's magnitude); an inverse's step counts
+    by :func:`assert_same_steps` of ``session``."""
     assert set(actual) == set(expected)
     for name, value in expected.items():
         assert actual[name].dtype == value.dtype and actual[name].shape == value.shape, name
         if name == "iterations":
-            assert actual[name].tolist() == value.tolist()  # step counts equal
+            assert_same_steps(actual, expected, session, atol)
         else:
             scale = max(1.0, float(np.max(np.abs(value)))) if value.size else 1.0
             np.testing.assert_allclose(actual[name], value, rtol=0, atol=tolerance * scale)
@@ -111,7 +134,7 @@ def test_every_graph_gives_onnxruntimes_outputs(sessions, runtime, flow, graph):
     n = FLOWS[flow][0]
     for rows, seed in ((1, 0), (7, 1), (300, 2)):
         x = sample(rows, n, seed) * (2.0 if graph == "inverse" else 1.0)
-        assert_same_outputs(session.run_all(x), reference.run_all(x), 1e-5)
+        assert_same_outputs(session.run_all(x), reference.run_all(x), 1e-5, session)
     leading = sample(6, n, 3).reshape(2, 3, n)
     assert session.run(leading).shape == reference.run(leading).shape
 
@@ -122,7 +145,7 @@ def test_the_inverse_takes_its_solver_inputs(sessions, js, solver):
     y = sample(50, 2, 4) * 2
     default = session.run_all(y)["iterations"]
     outputs = session.run_all(y, **solver)
-    assert_same_outputs(outputs, reference.run_all(y, **solver), 1e-5)
+    assert_same_outputs(outputs, reference.run_all(y, **solver), 1e-5, session, solver.get("atol"))
     assert outputs["iterations"].tolist() != default.tolist()  # the feed really arrived
     if "maxiter" in solver:
         assert max(outputs["iterations"]) <= solver["maxiter"]
@@ -154,7 +177,7 @@ def test_a_float64_export_runs(js, exported):
         path = result.out_dir / f"{graph}.onnx"
         with runtimes.load(path, js) as session:
             expected = runtimes.load(path, "onnxruntime:cpu").run_all(y)
-            assert_same_outputs(session.run_all(y), expected, 1e-12)
+            assert_same_outputs(session.run_all(y), expected, 1e-12, session)
 
 
 def test_wrong_input_is_refused_before_the_child_sees_it(sessions, js):
@@ -172,7 +195,8 @@ def test_run_timed_gives_the_outputs_and_the_engines_own_time(sessions, js):
     session, _ = sessions(js, "2d", "inverse")
     y = sample(20, 2, 6)
     outputs, ms = session.run_timed(y, maxiter=50)
-    assert_same_outputs(outputs, session.run_all(y, maxiter=50), 0.0)
+    assert outputs["iterations"].tolist() == session.run_all(y, maxiter=50)["iterations"].tolist()
+    assert_same_outputs(outputs, session.run_all(y, maxiter=50), 0.0, session)
     assert 0 < ms < 60_000
     with pytest.raises(UsageError, match=r"\[batch, n\]"):
         session.run_timed(y.reshape(2, 10, 2))
@@ -186,7 +210,7 @@ def test_a_session_serves_threads(sessions, js):
     with ThreadPoolExecutor(4) as pool:
         outputs = list(pool.map(session.run_all, inputs))
     for y, output in zip(inputs, outputs):
-        assert output["iterations"].tolist() == reference.run_all(y)["iterations"].tolist()
+        assert_same_steps(output, reference.run_all(y), session)
 
 
 @pytest.mark.slow
@@ -315,11 +339,11 @@ def test_web_sessions_share_a_page_and_the_browser_ends_when_idle(flows, monkeyp
     child = second.child
     assert first.child is child
     first.close()
-    assert_same_outputs(second.run_all(y), reference.run_all(y), 1e-5)
+    assert_same_outputs(second.run_all(y), reference.run_all(y), 1e-5, second)
     second.close()
     with runtimes.load(folder / "inverse.onnx", "web:wasm") as again:  # within IDLE_SECONDS
         assert again.child is child
-        assert_same_outputs(again.run_all(y), reference.run_all(y), 1e-5)
+        assert_same_outputs(again.run_all(y), reference.run_all(y), 1e-5, again)
     assert child.process.wait(timeout=60) is not None
     assert _web._Driver.child is None
 
