@@ -7,6 +7,7 @@ failed, interrupted or racing export never damages the good export already there
 misses parity is moved to ``<out_dir>.rejected`` for inspection, where no pipeline picks it up.
 """
 
+import dataclasses
 import os
 import shutil
 import time
@@ -20,6 +21,7 @@ import torch
 from . import parity
 from . import runtimes as rt
 from ._atomic import atomic_directory, check_replaceable
+from ._cadence import auto_steps_per_check
 from ._checkpoint import save_checkpoint
 from ._golden import verify_golden, write_golden
 from ._inspect import graph_summary
@@ -35,6 +37,7 @@ from .errors import (
 )
 from .exporters import (
     DEFAULT_OPSET,
+    STEPS_PER_CHECK_LIMIT,
     ExportOptions,
     ModelSpec,
     build_graphs,
@@ -88,7 +91,7 @@ def export(
     inverse: str = "loop",
     functions: bool = False,
     ort_format: bool = False,
-    steps_per_check: int = 8,
+    steps_per_check: int | str = "auto",
     input_radius: float | None = None,
     runtimes: list[str] | None = None,
     batch_sizes: tuple[int, ...] | None = None,
@@ -102,7 +105,8 @@ def export(
     """Export an ``iResNet`` or ``iResNetBlock`` to the folder ``out_dir`` (see the README's
     options list). ``spectral_norm``: "loop" (σ by a power-iteration Loop from the raw weights) or
     "folded" (A′ baked in); ``inverse``: "loop" (data-dependent fixed-point Loops, testing every
-    ``steps_per_check`` steps) or "fixed" (a gated Scan sized for ‖y‖₂ ≤ ``input_radius``, for
+    ``steps_per_check`` steps; "auto" picks that K from the model's own step counts,
+    :mod:`iresnet_onnx._cadence`) or "fixed" (a gated Scan sized for ‖y‖₂ ≤ ``input_radius``, for
     runtimes without Loop); ``functions``: custom-domain ONNX functions instead of plain nodes;
     ``ort_format``: also ``.ort`` files; ``openvino_ir``: also OpenVINO IR with uncompressed weights,
     checked against the golden vectors on ``openvino:cpu``; ``exporter="torch"``: the same folder
@@ -114,8 +118,9 @@ def export(
     previous ``out_dir`` as it was and sets the rejected export aside in ``<out_dir>.rejected``.
     """
     started = time.perf_counter()
+    auto = _is_auto(steps_per_check)  # K is the model's: known once its solver settings are
     options = ExportOptions(
-        opset=opset, spectral_norm=spectral_norm, steps_per_check=steps_per_check,
+        opset=opset, spectral_norm=spectral_norm, steps_per_check=8 if auto else steps_per_check,
         inverse=inverse, functions=functions, input_radius=input_radius, exporter=exporter,
     )  # fmt: skip
     out_dir = Path(out_dir)
@@ -126,7 +131,9 @@ def export(
     if maxiter is not None or atol is not None or rtol is not None:
         model = with_solver_defaults(model, maxiter=maxiter, atol=atol, rtol=rtol)
 
-    spec = model_spec(model)
+    spec = model_spec(model)  # refuses what no graph can hold before any solve
+    if auto and options.inverse == "loop":
+        options = dataclasses.replace(options, steps_per_check=auto_steps_per_check(model))
     graphs = build_graphs(spec, options, model)
     if validation is not None:
         _refuse_what_cannot_run(graphs, validation)
@@ -165,6 +172,17 @@ def _validate(
     if openvino_ir:
         report.rows += _ir_rows(folder, model_spec(model), golden)
     return report
+
+
+def _is_auto(steps_per_check: Any) -> bool:
+    """Whether export chooses K (``"auto"``); any other word is refused, and a number is left
+    to :class:`ExportOptions` to check."""
+    if isinstance(steps_per_check, str) and steps_per_check != "auto":
+        raise UsageError(
+            f'steps_per_check must be "auto" or an int in 1–{STEPS_PER_CHECK_LIMIT}, got '
+            f"{steps_per_check!r}"
+        )
+    return steps_per_check == "auto"
 
 
 def _validation_runtimes(runtimes: list[str] | None) -> list[str]:

@@ -80,7 +80,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     folder = work / "export"
-    export(suite_model(args.width), folder)
+    steps_per_check = export(suite_model(args.width), folder).manifest["steps_per_check"]
     rng = np.random.default_rng(0)
     source = work / "in.npy"
     np.save(source, rng.standard_normal((args.rows, args.width)).astype(np.float32))
@@ -123,7 +123,7 @@ def main() -> int:
         f"`python scripts/bench_batch.py` — {about['cpu']}, {about['cores']} CPUs, Python "
         f"{about['python']}, onnxruntime {about.get('onnxruntime')}, ray {about.get('ray')}. "
         f"Model: `suite_model({args.width})` (5 blocks, weights ×10, default export: loop mode, "
-        f"K = 8), batches of {args.batch_size:,} rows, .npy in and out. Each side timed "
+        f"K = {steps_per_check}), batches of {args.batch_size:,} rows, .npy in and out. Each side timed "
         f"{args.repeats}× in turns after a {PAUSE_S:.0f} s pause; median (min–max) over the rounds. "
         "A Ray job's time includes starting its actor pool; starting Ray itself is apart.",
         "",

@@ -4,7 +4,8 @@ Chromium) against Python's onnxruntime:cpu, on the same export: writes results/j
 results/js.md.
 
 Model: the benchmark's (iresnet_onnx.bench.suite_model: 5 blocks, default HP, weights ×10), the
-default export (loop mode, K = 8), inverse solver maxiter 100, atol = rtol = 1e-6 fed as inputs.
+default export (loop mode, K chosen by the model), inverse solver maxiter 100, atol = rtol = 1e-6
+fed as inputs.
 Method: each runtime timed in its own block of calls after a pause, in rounds (time_in_blocks);
 ratio = onnxruntime's time / the runtime's, the median of the per-round ratios with their range;
 all three engines with the same intra-op threads. A call of node:cpu / web:wasm is timed from
@@ -55,7 +56,7 @@ def bench(width: int, batches: list[int], threads: int, rounds: int) -> dict:
         for graphs in sessions.values():
             for session in graphs.values():
                 session.close()
-    return {"rows": rows, "engines": engines}
+    return {"rows": rows, "engines": engines, "steps_per_check": result.manifest["steps_per_check"]}
 
 
 def _cell(sessions: dict, graph: str, width: int, batch: int, rounds: int) -> dict:
@@ -114,7 +115,8 @@ def markdown(report: dict) -> str:
         "round), not times across runs.",
         "",
         f"Model: n = {report['width']}, 5 blocks, default HP, weights ×10; default export (loop "
-        "mode, K = 8); inverse maxiter 100, atol = rtol = 1e-6. Each engine with "
+        f"mode, K = {report['steps_per_check']}); inverse maxiter 100, atol = rtol = 1e-6. Each "
+        "engine with "
         f"{report['threads']} intra-op thread(s); each runtime timed in its own block of calls "
         f"after a 0.2 s pause, {report['rounds']} rounds. Cells: median per call from Python "
         "(ratio = onnxruntime's time / this one's, median of the per-round ratios, and their "

@@ -230,6 +230,19 @@ def test_export_with_solver_defaults_and_folded(cli, checkpoint, tmp_path):
     assert cli("verify", tmp_path, "--runtime", "onnxruntime:cpu").returncode == 0
 
 
+@pytest.mark.parametrize("value", ["auto", "3"])
+def test_export_takes_steps_per_check_auto_or_a_count(cli, checkpoint, tmp_path, value):
+    from iresnet_onnx import load_checkpoint
+    from iresnet_onnx._cadence import auto_steps_per_check
+
+    result = cli(
+        "export", checkpoint, "--out", tmp_path, "--steps-per-check", value, "--no-validate"
+    )
+    assert result.returncode == 0, result.stderr
+    expected = auto_steps_per_check(load_checkpoint(checkpoint)) if value == "auto" else int(value)
+    assert json.loads((tmp_path / "manifest.json").read_text())["steps_per_check"] == expected
+
+
 def test_inspect_folder_and_file(cli, export_dir):
     result = cli("inspect", export_dir)
     assert result.returncode == 0, result.stderr
@@ -420,6 +433,10 @@ def test_warnings_are_one_line(cli, monkeypatch):
         (("bench", "--repeats", "0"), "--repeats: expected a positive integer"),
         (("demo", "--samples", "0"), "--samples: expected a positive integer"),
         (("demo", "--epochs", "-1"), "--epochs: expected a positive integer"),
+        (
+            ("export", "m.pt", "--steps-per-check", "fast"),
+            '--steps-per-check: expected "auto" or a',
+        ),
     ],
 )
 def test_bad_numbers_are_usage_errors(cli, args, fragment):

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import onnx
 import pytest
 
 from iresnet_onnx._report import ParityRow
@@ -200,7 +201,8 @@ def test_hashes_and_tensors_are_read_as_python_reads_them(flow2d):
         assert [
             np.array(v, array.dtype) if dtype != "int64" else int(v) for v in values
         ] == array.ravel().tolist()
-    assert result["k"] == "8"
+    metadata = {p.key: p.value for p in onnx.load(flow2d.inverse).metadata_props}
+    assert result["k"] == metadata["iresnet_onnx.steps_per_check"]
 
 
 # the page in headless Chromium

@@ -139,7 +139,7 @@ def bench_suite(
 
     Per width and batch: the baseline, the package's eager model, its TorchScript version and its
     frozen form, the eager inverse with autograd on (eval mode, weights requiring grad), and
-    onnxruntime on the default export (loop-mode spectral norm, K = 8 steps per check), a folded
+    onnxruntime on the default export (loop-mode spectral norm, K chosen by the model), a folded
     one, and the K = 1 export that stops every row exactly where eager does. Each cell also gets
     its roofline (the GEMMs alone) and, for the inverse, the mean and largest per-row step counts.
     """

@@ -16,6 +16,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "runtime_list",
+    "steps_per_check",
 ]
 
 
@@ -27,6 +28,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def steps_per_check(text: str) -> int | str:
+    """``auto`` or a positive integer (export's ``steps_per_check``)."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f'expected "auto" or a positive integer, got {text!r}'
+        ) from None
 
 
 def _float(text: str, minimum: float, strict: bool) -> float:

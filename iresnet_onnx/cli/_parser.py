@@ -7,7 +7,14 @@ from collections.abc import Callable
 from .. import __version__
 from ..graphs import GRAPHS
 from . import _commands as run
-from ._arguments import int_list, non_negative_float, positive_float, positive_int, runtime_list
+from ._arguments import (
+    int_list,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    runtime_list,
+    steps_per_check,
+)
 
 __all__ = ["build_parser"]
 
@@ -104,9 +111,10 @@ def _export(command: Command) -> None:
         help="validate on these runtimes (default onnxruntime:cpu), e.g. onnxruntime:cpu,openvino:cpu",
     )  # fmt: skip
     export.add_argument(
-        "--steps-per-check", type=positive_int, dest="steps_per_check",
-        help="fixed-point steps per convergence test in inverse.onnx (default 8: fast; 1 stops "
-        "every row exactly where eager PyTorch does, up to K-1 steps earlier)",
+        "--steps-per-check", type=steps_per_check, dest="steps_per_check",
+        help="fixed-point steps per convergence test in inverse.onnx (default auto: chosen from "
+        "the model's own step counts; 1 stops every row exactly where eager PyTorch does, up to "
+        "K-1 steps earlier)",
     )  # fmt: skip
     export.add_argument(
         "--openvino-ir", action="store_true", dest="openvino_ir",

@@ -15,12 +15,19 @@ import onnx
 from ..graphs import GRAPHS
 from ._assembly import build_density, build_forward, build_inverse
 from ._checks import check_onnxruntime_kernels, check_structure
-from ._options import DEFAULT_OPSET, SPECTRAL_NORM_MODES, SUPPORTED_OPSETS, ExportOptions
+from ._options import (
+    DEFAULT_OPSET,
+    SPECTRAL_NORM_MODES,
+    STEPS_PER_CHECK_LIMIT,
+    SUPPORTED_OPSETS,
+    ExportOptions,
+)
 from ._spec import ModelSpec, fixed_steps, model_spec, with_solver_defaults
 
 __all__ = [
     "DEFAULT_OPSET",
     "SPECTRAL_NORM_MODES",
+    "STEPS_PER_CHECK_LIMIT",
     "SUPPORTED_OPSETS",
     "ExportOptions",
     "ModelSpec",

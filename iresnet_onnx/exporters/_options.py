@@ -36,8 +36,9 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     spectral_norm: str = "loop"
     steps_per_check: int = 8
-    """Fixed-point steps per Loop iteration of inverse.onnx (the convergence test runs every K):
-    8, the fast default; 1 stops every row exactly where eager does (for parity work)."""
+    """Fixed-point steps per Loop iteration of inverse.onnx (the convergence test runs every K);
+    1 stops every row exactly where eager does (for parity work). ``export`` resolves its default,
+    "auto", from the model's own step counts (:mod:`iresnet_onnx._cadence`)."""
     inverse: str = "loop"
     functions: bool = False
     input_radius: float | None = None
