@@ -30,7 +30,7 @@ def row_steps(model: torch.nn.Module, rows: int = SAMPLE_ROWS, seed: int = 0) ->
     order, the last block solved first) at the model's solver settings, on seeded N(0, I) rows.
     The model is not touched: its frozen form solves."""
     frozen = freeze(model)
-    blocks = list(frozen.blocks) if hasattr(frozen, "blocks") else [frozen]
+    blocks = _blocks(frozen)
     dtype = next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
     y = torch.randn(rows, frozen.input_size, generator=generator, dtype=dtype)
@@ -60,7 +60,10 @@ def best_steps_per_check(
 def auto_steps_per_check(model: torch.nn.Module) -> int:
     """K for ``model``'s inverse.onnx (see the module docstring), never above its maxiter: a K
     past maxiter would leave every step to the Loop that takes the rest one at a time."""
-    counts = row_steps(model)
-    blocks = list(model.blocks) if hasattr(model, "blocks") else [model]
-    maxiter = min(int(block.maxiter) for block in blocks)
-    return best_steps_per_check(counts, min(STEPS_PER_CHECK_LIMIT, maxiter))
+    maxiter = min(int(block.maxiter) for block in _blocks(model))
+    return best_steps_per_check(row_steps(model), min(STEPS_PER_CHECK_LIMIT, maxiter))
+
+
+def _blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """An iResNet's blocks (or its frozen form's); a lone block is its own."""
+    return list(module.blocks) if hasattr(module, "blocks") else [module]
