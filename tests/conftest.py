@@ -4,10 +4,12 @@ import os
 
 # One pytest-xdist worker per core, each with torch's and OpenBLAS's pool of one thread per core,
 # oversubscribes the machine: pool threads that wait spin, on cores the other worker needs. Each
-# worker keeps to one thread (set before torch or numpy is imported); a test that needs more threads
-# asks for them, as the benchmarks do.
+# worker keeps to one thread (set before torch or numpy is imported), and so does every runtime
+# session not given a count (onnxruntime's and OpenVINO's pools spin alike); a test that needs more
+# threads asks for them, as the benchmarks do.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("IRESNET_ONNX_THREADS", "1")
 
 import pytest
 import torch

@@ -22,6 +22,7 @@ from ..graphs import Graph
 from ._info import ModelInfo, graph_info, inputs_with_defaults, read_model
 
 __all__ = [
+    "THREADS_VARIABLE",
     "ModelInfo",
     "Session",
     "check_solver_inputs",
@@ -298,12 +299,22 @@ def _remember(memo: dict, key: tuple, value: Any) -> None:
     memo[key] = value
 
 
+THREADS_VARIABLE = "IRESNET_ONNX_THREADS"
+"""The environment variable that sets the thread count of every session that is not given one
+(onnxruntime, OpenVINO, Node.js, the browser): where several processes share the cores (a test
+suite's workers, a server's replicas), each runtime's own default of one thread per core makes
+their waiting threads spin on cores the others need."""
+
+
 def check_threads(threads: Any, owner: str) -> int | None:
-    """``threads`` as an int in 1…(the CPUs here), or None for the runtime's default; a
-    :class:`UsageError` otherwise. More threads than CPUs never run faster, and a runtime asked for
-    a million threads tries to create them."""
+    """``threads`` as an int in 1…(the CPUs here); for None, :data:`THREADS_VARIABLE` where it is
+    set, else None (the runtime's default). A :class:`UsageError` otherwise. More threads than CPUs
+    never run faster, and a runtime asked for a million threads tries to create them."""
     if threads is None:
-        return None
+        value = os.environ.get(THREADS_VARIABLE, "").strip()
+        if not value:
+            return None
+        threads, owner = (int(value) if value.isdecimal() else value), THREADS_VARIABLE
     cpus = os.cpu_count() or 1
     if (
         isinstance(threads, bool)

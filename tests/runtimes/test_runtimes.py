@@ -1,5 +1,6 @@
 """One Session interface on every runtime: shapes, dtypes, solver inputs, typed errors, options."""
 
+import os
 import shutil
 import threading
 import warnings
@@ -17,6 +18,7 @@ from iresnet_onnx.errors import (
     InvalidModelError,
     RuntimeUnavailableError,
     UnsupportedModelError,
+    UsageError,
 )
 from iresnet_onnx.parity import check
 from tests.conftest import make_model
@@ -616,3 +618,30 @@ def test_thread_counts_past_the_cpus_are_refused_before_a_session_starts(export6
     """Issue 22 item 11: a runtime asked for a million threads tries to create them."""
     with pytest.raises(ValueError, match="threads"):
         runtimes.load(export64["loop"].out_dir / "forward.onnx", "onnxruntime", threads=threads)
+
+
+def session_threads(session) -> int:
+    """The thread count a session really got from its runtime."""
+    if session.runtime == "openvino":
+        return int(session.compiled.get_property("INFERENCE_NUM_THREADS"))
+    return session.session.get_session_options().intra_op_num_threads
+
+
+@pytest.mark.parametrize("name", ["onnxruntime:cpu", "openvino:cpu"])
+def test_the_environment_sets_the_threads_of_sessions_not_given_any(
+    model_and_export, monkeypatch, name
+):
+    if name not in runtimes.available():
+        pytest.skip(f"{name} is not installed")
+    _, result = model_and_export
+    monkeypatch.setenv("IRESNET_ONNX_THREADS", "1")
+    assert session_threads(runtimes.load(result.forward, name)) == 1
+    if (os.cpu_count() or 1) > 1:  # a count passed in the call wins over the environment
+        assert session_threads(runtimes.load(result.forward, name, threads=2)) == 2
+    for value in ("0", "two", "1.5", str(10**6)):
+        monkeypatch.setenv("IRESNET_ONNX_THREADS", value)
+        with pytest.raises(
+            UsageError, match="IRESNET_ONNX_THREADS: threads must be an int"
+        ) as info:
+            runtimes.load(result.forward, name)
+        assert value in str(info.value)
