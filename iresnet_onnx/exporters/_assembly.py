@@ -207,11 +207,11 @@ def build_inverse(spec: ModelSpec, options: ExportOptions) -> onnx.ModelProto:
     if options.inverse == "fixed":
         steps = fixed_steps(spec, options.input_radius)
         inverses: list[Component] = [
-            block_inverse_fixed_component(builder.bottleneck, spec.input_size, k) for k in steps
+            block_inverse_fixed_component(spec.steps, spec.input_size, k) for k in steps
         ]
     else:
         component = block_inverse_component(
-            builder.bottleneck, spec.input_size, cap, options.steps_per_check
+            spec.steps, spec.input_size, cap, options.steps_per_check
         )
         inverses = [component] * spec.nblocks
     y = _batch_input(builder, "y")

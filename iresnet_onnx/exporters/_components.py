@@ -5,6 +5,7 @@
 ``Contraction``    A′ = A·min(c/σ, 1)
 ``Bottleneck``     g(x), the block's layer plan (:mod:`iresnet_onnx._structure`) as Gemm and
                    activation nodes
+``ShiftedBottleneck``  g(y − v) from the first layer at y: the inverse's step
 ``BlockForward``   y = x + g(x)
 
 The inverse's components are in :mod:`._inverse_components`, the density's in
@@ -29,6 +30,7 @@ __all__ = [
     "bottleneck_component",
     "bottleneck_inputs",
     "contraction_component",
+    "shifted_bottleneck_component",
     "spectral_norm_component",
     "warm_spectral_norm_component",
 ]
@@ -157,23 +159,54 @@ def bottleneck_inputs(steps: Sequence[Step]) -> list[str]:
     return names
 
 
+def _apply_steps(
+    ops: Ops, x: ir.Value, steps: Sequence[Step], parameters: Sequence[ir.Value]
+) -> ir.Value:
+    """The steps at x, each linear step taking its weight (and bias) from ``parameters``."""
+    remaining = list(parameters)
+    for step in steps:
+        if isinstance(step, LinearStep):
+            weight = remaining.pop(0)
+            bias = remaining.pop(0) if step.bias else None
+            x = ops.Gemm(x, weight, bias, transB=int(step.tall))
+        else:
+            x = activation(ops, step.name, x)
+    return x
+
+
 def bottleneck_component(steps: Sequence[Step]) -> Component:
     """``Bottleneck(x, weight0, bias0, …) -> g(x)``: the block's ``nn.Sequential``, step by step."""
 
     def body(ops: Ops, x: ir.Value, *parameters: ir.Value) -> ir.Value:
-        remaining = list(parameters)
-        for step in steps:
-            if isinstance(step, LinearStep):
-                weight = remaining.pop(0)
-                bias = remaining.pop(0) if step.bias else None
-                x = ops.Gemm(x, weight, bias, transB=int(step.tall))
-            else:
-                x = activation(ops, step.name, x)
-        return x
+        return _apply_steps(ops, x, steps, parameters)
 
     return Component(
         "Bottleneck", ("x", *bottleneck_inputs(steps)), body,
         doc="g(x): the residual branch of an iResNet block, Lip(g) < 1.",
+    )  # fmt: skip
+
+
+def shifted_bottleneck_inputs(steps: Sequence[Step]) -> list[str]:
+    """The Bottleneck's parameters less the first step's bias (p holds it)."""
+    names = bottleneck_inputs(steps)
+    return [names[0], *names[2 if steps[0].bias else 1 :]]
+
+
+def shifted_bottleneck_component(steps: Sequence[Step]) -> Component:
+    """``ShiftedBottleneck(v, p, weight0, weight1, bias1, …) -> g(y − v)``, given the first linear
+    step at y, p = y·weight0ᵀ + bias0: that step at y − v is p − v·weight0ᵀ, one Gemm
+    (alpha = −1, C = p). The inverse iterates on v = y − x with it: a node fewer per step than
+    y − g(x), whose Sub is a node of its own."""
+    first = steps[0]
+    assert isinstance(first, LinearStep)  # every plan of _structure starts with one
+
+    def body(ops: Ops, v: ir.Value, p: ir.Value, weight: ir.Value, *parameters: ir.Value):
+        u = ops.Gemm(v, weight, p, alpha=-1.0, transB=int(first.tall))
+        return _apply_steps(ops, u, steps[1:], parameters)
+
+    return Component(
+        "ShiftedBottleneck", ("v", "p", *shifted_bottleneck_inputs(steps)), body,
+        doc="g(y − v) from p = the first linear step at y: the inverse's step on v = y − x.",
     )  # fmt: skip
 
 

@@ -4,21 +4,41 @@
 ``BlockInverseFixed``  the same iteration as a gated ``Scan`` of a fixed number of steps (no Loop)
 
 Both follow :func:`iresnet_onnx._fixed_point.solve` step for step: the same residual, the same
-stopping rule, the same per-row semantics, so eager and ONNX take the same number of steps.
+stopping rule, the same per-row semantics, so eager and ONNX take the same number of steps. Both
+carry v = y − x rather than x (see :func:`block_inverse_component`): the same iterates in exact
+arithmetic, a node fewer per step.
 """
+
+from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
 
+from .._structure import Step
 from ._builder import BOOL, INT64, Component, Ops
+from ._components import bottleneck_inputs, shifted_bottleneck_component
 
 __all__ = ["block_inverse_component", "block_inverse_fixed_component"]
 
 
-def _row_residuals(ops: Ops, x: ir.Value, x_previous: ir.Value, rtol: ir.Value) -> ir.Value:
-    """max over each row of |x − x_prev| − rtol·|x_prev|: ``[rows]``."""
-    change = ops.Abs(ops.Sub(x, x_previous))
+def _row_residuals(
+    ops: Ops, v: ir.Value, v_previous: ir.Value, x_previous: ir.Value, rtol: ir.Value
+) -> ir.Value:
+    """max over each row of |x − x_prev| − rtol·|x_prev|, read as |v − v_prev| (v = y − x):
+    ``[rows]``."""
+    change = ops.Abs(ops.Sub(v, v_previous))
     return ops.reduce("ReduceMax", ops.Sub(change, ops.Mul(rtol, ops.Abs(x_previous))), [1], 0)
+
+
+def _first_layer_at(
+    ops: Ops, steps: Sequence[Step], y: ir.Value, parameters: Sequence[ir.Value]
+) -> tuple[ir.Value, ir.Value, list[ir.Value]]:
+    """``(p, weight0, the later steps' parameters)``: p = the first linear step at y, computed
+    once per call, which the ``ShiftedBottleneck`` of every step reads."""
+    first = steps[0]
+    bias = parameters[1] if first.bias else None
+    p = ops.Gemm(y, parameters[0], bias, transB=int(first.tall))
+    return p, parameters[0], list(parameters[2 if first.bias else 1 :])
 
 
 def _block_outputs(
@@ -32,7 +52,7 @@ def _block_outputs(
 
 
 def block_inverse_component(
-    bottleneck: Component, width: int, maxiter_cap: int, steps_per_check: int = 1
+    steps: Sequence[Step], width: int, maxiter_cap: int, steps_per_check: int = 1
 ) -> Component:
     """``BlockInverse(y, parameters…, maxiter, atol, rtol) -> (x, iterations, residual)``.
 
@@ -44,6 +64,9 @@ def block_inverse_component(
     result does not depend on its batch. ``iterations`` is the most steps a row took,
     ``residual`` the largest final row residual.
 
+    The Loop carries v = y − x (v₀ = 0, v_{k+1} = g(y − v_k): the same iterates in exact
+    arithmetic), so that a step is the ``ShiftedBottleneck``, a node fewer than y − g(x).
+
     With ``steps_per_check = K > 1`` a first Loop takes K steps per iteration and tests only the
     last (the test and the compaction cost as much as a step at batch 1), for ⌊maxiter/K⌋
     iterations; a second Loop takes the remaining maxiter mod K steps one at a time. A row then
@@ -51,31 +74,34 @@ def block_inverse_component(
     steps, each closer to the fixed point), never after maxiter; ``steps_per_check=1`` stops every
     row exactly where eager does.
     """
+    shifted = shifted_bottleneck_component(steps)
 
     def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
         *parameters, maxiter, atol, rtol = rest
         dtype = ops.dtype
+        p, weight, later = _first_layer_at(ops, steps, y, parameters)
 
-        def loop(name: str, trips: ir.Value, k: int, x, residuals, taken):
-            def step(inner: Ops, x, residuals, taken):
+        def loop(name: str, trips: ir.Value, k: int, v, residuals, taken):
+            def step(inner: Ops, v, residuals, taken):
                 # [A, 1] indices of the running rows: GatherND and ScatterND take them as they are
                 rows = inner.Transpose(inner.NonZero(inner.Greater(residuals, atol)), perm=[1, 0])
-                x_active, y_active = inner.GatherND(x, rows), inner.GatherND(y, rows)
+                v_active, p_active = inner.GatherND(v, rows), inner.GatherND(p, rows)
                 for _ in range(k):
-                    x_previous = x_active
-                    x_active = inner.Sub(y_active, inner.invoke(bottleneck, x_active, *parameters))
-                x = inner.ScatterND(x, rows, x_active)
+                    v_previous = v_active
+                    v_active = inner.invoke(shifted, v_active, p_active, weight, *later)
+                x_previous = inner.Sub(inner.GatherND(y, rows), v_previous)
+                v = inner.ScatterND(v, rows, v_active)
                 residuals = inner.ScatterND(
-                    residuals, rows, _row_residuals(inner, x_active, x_previous, rtol)
+                    residuals, rows, _row_residuals(inner, v_active, v_previous, x_previous, rtol)
                 )
                 # the slowest row runs in every iteration: its count is the Loop's
                 taken = inner.Add(taken, inner.const(k, INT64))
-                return _any_running(inner, residuals, atol), [x, residuals, taken]
+                return _any_running(inner, residuals, atol), [v, residuals, taken]
 
             return ops.loop(
                 name, trips, ops.const(True, BOOL),
                 {
-                    "x": (x, dtype, ["batch", width]),
+                    "v": (v, dtype, ["batch", width]),
                     "residuals": (residuals, dtype, ["batch"]),
                     "taken": (taken, INT64, []),
                 },
@@ -84,7 +110,8 @@ def block_inverse_component(
 
         limit = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
         rows = ops.op("Shape", y, start=0, end=1)  # [batch]
-        state = (y, ops.Expand(ops.const(np.inf), rows), ops.const(0, INT64))
+        zeros = ops.Expand(ops.const(0.0), ops.op("Shape", y))
+        state = (zeros, ops.Expand(ops.const(np.inf), rows), ops.const(0, INT64))
         if steps_per_check == 1:
             state = loop("fixed_point", limit, 1, *state)
         else:
@@ -93,11 +120,11 @@ def block_inverse_component(
             # the rest of maxiter, one step at a time, and not at all once every row stopped
             rest = ops.Mul(ops.Mod(limit, K), ops.Cast(_any_running(ops, state[1], atol), to=INT64))
             state = loop("fixed_point_rest", rest, 1, *state)
-        x, residuals, taken = state
-        return _block_outputs(ops, x, residuals, taken)
+        v, residuals, taken = state
+        return _block_outputs(ops, ops.Sub(y, v), residuals, taken)
 
     return Component(
-        "BlockInverse", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"), body,
+        "BlockInverse", ("y", *bottleneck_inputs(steps), "maxiter", "atol", "rtol"), body,
         doc="x with x + g(x) = y, by Banach fixed-point iteration row by row; also the step "
         "count and residual.",
         outputs=3,
@@ -110,55 +137,61 @@ def _any_running(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:
     return ops.Greater(ops.reduce("ReduceMax", running, None, keepdims=0), ops.const(0, INT64))
 
 
-def block_inverse_fixed_component(bottleneck: Component, width: int, steps: int) -> Component:
+def block_inverse_fixed_component(steps: Sequence[Step], width: int, count: int) -> Component:
     """``BlockInverseFixed`` — :func:`block_inverse_component`'s interface and stopping rule, as a
-    ``Scan`` of exactly ``steps`` steps (fixed at export) for runtimes without ``Loop``.
+    ``Scan`` of exactly ``count`` steps (fixed at export) for runtimes without ``Loop``.
 
     Each step is gated per row: once a row's residual is ≤ atol (or NaN), or k = maxiter, ``Where``
-    keeps its x, residual and step count as they were, so the outputs are those of the steps where
-    the Loop would have stopped each row. Every row is computed at every step (no compaction: a
-    Scan's shapes are fixed). A row that needs more than ``steps`` steps ends with residual > atol,
-    as a Loop capped at ``steps`` would.
+    keeps its iterate, residual and step count as they were, so the outputs are those of the steps
+    where the Loop would have stopped each row. Every row is computed at every step (no
+    compaction: a Scan's shapes are fixed). A row that needs more than ``count`` steps ends with
+    residual > atol, as a Loop capped at ``count`` would. It carries v = y − x and tests as the
+    Loop does, so that the two forms compute the same numbers.
     """
+    shifted = shifted_bottleneck_component(steps)
 
     def body(ops: Ops, y: ir.Value, *rest: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
         *parameters, maxiter, atol, rtol = rest
         dtype = ops.dtype
+        p, weight, later = _first_layer_at(ops, steps, y, parameters)
+        later = [weight, *later]
 
-        def step(inner: Ops, tick, x, residuals, counts, y, maxiter, atol, rtol, *parameters):
+        def step(inner: Ops, tick, v, residuals, counts, y, p, maxiter, atol, rtol, *parameters):
             # the body must read the step index (OpenVINO runs a Scan whose scan input is unused
             # only once); while a row runs, its count equals the index
             running = inner.And(inner.Less(tick, maxiter), inner.Greater(residuals, atol))
-            x_next = inner.Sub(y, inner.invoke(bottleneck, x, *parameters))
+            v_next = inner.invoke(shifted, v, p, *parameters)
+            residual = _row_residuals(inner, v_next, v, inner.Sub(y, v), rtol)
             return [
-                inner.Where(inner.Unsqueeze(running, inner.const([1], INT64)), x_next, x),
-                inner.Where(running, _row_residuals(inner, x_next, x, rtol), residuals),
+                inner.Where(inner.Unsqueeze(running, inner.const([1], INT64)), v_next, v),
+                inner.Where(running, residual, residuals),
                 inner.Where(running, inner.Add(counts, inner.const(1, INT64)), counts),
-                *(inner.Identity(value) for value in (y, maxiter, atol, rtol, *parameters)),
+                *(inner.Identity(value) for value in (y, p, maxiter, atol, rtol, *parameters)),
             ]
 
         rows = ops.op("Shape", y, start=0, end=1)
         state = {
-            "x": (y, dtype, ["batch", width]),
+            "v": (ops.Expand(ops.const(0.0), ops.op("Shape", y)), dtype, ["batch", width]),
             "residuals": (ops.Expand(ops.const(np.inf), rows), dtype, ["batch"]),
             "counts": (ops.Expand(ops.const(0, INT64), rows), INT64, ["batch"]),
             "y": (y, dtype, ["batch", width]),
+            "p": (p, dtype, ["batch", None]),
             "maxiter": (maxiter, INT64, []),
             "atol": (atol, dtype, []),
             "rtol": (rtol, dtype, []),
         }
-        for name, parameter in zip(bottleneck.inputs[1:], parameters):
+        for name, parameter in zip(shifted.inputs[2:], later):
             # the rank is all a function body knows; inline, the value carries its shape
             rank = 2 if name.startswith("weight") else 1
             shape = [None] * rank if parameter.shape is None else list(parameter.shape)
             state[name] = (parameter, dtype, shape)
-        x, residuals, counts, *_ = ops.gated_scan("fixed_steps", steps, state, step)
-        return _block_outputs(ops, x, residuals, counts)
+        v, residuals, counts, *_ = ops.gated_scan("fixed_steps", count, state, step)
+        return _block_outputs(ops, ops.Sub(y, v), residuals, counts)
 
     return Component(
-        f"BlockInverseFixed{steps}", ("y", *bottleneck.inputs[1:], "maxiter", "atol", "rtol"),
+        f"BlockInverseFixed{count}", ("y", *bottleneck_inputs(steps), "maxiter", "atol", "rtol"),
         body,
-        doc=f"x with x + g(x) = y by {steps} gated fixed-point steps per row (no Loop); also the "
+        doc=f"x with x + g(x) = y by {count} gated fixed-point steps per row (no Loop); also the "
         "step count and residual.",
         outputs=3,
     )  # fmt: skip

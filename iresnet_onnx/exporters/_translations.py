@@ -27,7 +27,7 @@ import onnxscript
 from .._structure import plan
 from ..errors import ExportError
 from ._builder import INT64, Ops
-from ._components import bottleneck_component, spectral_norm_component
+from ._components import spectral_norm_component
 from ._density_components import log_det_unit_plus
 from ._inverse_components import block_inverse_component
 
@@ -127,9 +127,7 @@ def _block_inverse(
             tall_parameters.append(weight if step.tall else ops.Transpose(weight, perm=[1, 0]))
             if step.bias:
                 tall_parameters.append(next(remaining))
-    component = block_inverse_component(
-        bottleneck_component(steps), width, maxiter_cap, steps_per_check
-    )
+    component = block_inverse_component(steps, width, maxiter_cap, steps_per_check)
     maxiter = ops.Cast(maxiter, to=INT64)
     x, iterations, residual = ops.invoke(component, y, *tall_parameters, maxiter, atol, rtol)
     _emit(ops)

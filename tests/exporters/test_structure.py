@@ -106,7 +106,7 @@ def test_functions_form_keeps_named_functions(exported):
         "WarmSpectralNorm", "SpectralNorm", "Contraction", "Bottleneck", "BlockForward"
     }  # fmt: skip
     assert {f.name for f in inverse.functions} == {
-        "WarmSpectralNorm", "SpectralNorm", "Contraction", "Bottleneck", "BlockInverse"
+        "WarmSpectralNorm", "SpectralNorm", "Contraction", "ShiftedBottleneck", "BlockInverse"
     }  # fmt: skip
     assert all(f.domain == "iresnet_onnx" for f in forward.functions)
     assert graph_summary(inverse)["op_counts"]["iresnet_onnx.BlockInverse"] == 3
@@ -186,3 +186,17 @@ def test_opset_ends(opset, exported):
         assert {o.domain: o.version for o in proto.opset_import}[""] == opset
         onnx.checker.check_model(proto, full_check=True)
     assert result.report.passed
+
+
+@pytest.mark.parametrize("variant", ["lowrank", "mlp"])
+def test_a_fixed_point_step_is_the_bottlenecks_nodes_and_nothing_else(exported, variant):
+    """The inverse's Loop carries v = y − x, so a step is g's own nodes (its first Gemm reads the
+    first layer at y, computed once per call): no Sub of its own, which at batch 1 costs about what
+    a Gemm does."""
+    model = make_model(16, 1, variant=variant, activation="Tanh")
+    body_nodes = {}
+    for k in (1, 3):
+        result = exported(f"structure-step-{variant}-{k}", model, steps_per_check=k)
+        (loop,) = [e for e in loops_in(onnx.load(result.inverse)) if e["body"] == "fixed_point"]
+        body_nodes[k] = loop["body_nodes"]
+    assert (body_nodes[3] - body_nodes[1]) / 2 == len(model.blocks[0].bottleneck)
