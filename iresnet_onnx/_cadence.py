@@ -16,7 +16,7 @@ from .exporters import STEPS_PER_CHECK_LIMIT
 
 __all__ = ["CHECK_COST", "SAMPLE_ROWS", "auto_steps_per_check", "best_steps_per_check", "row_steps"]
 
-CHECK_COST = 5.0
+CHECK_COST = 8.0
 """What one test of a Loop iteration costs, in fixed-point steps, at batch 1 on onnxruntime:
 ``python scripts/check_cost.py`` fits it from the inverse's time at K = 1…16
 (results/check_cost.md)."""
