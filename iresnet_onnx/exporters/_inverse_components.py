@@ -68,7 +68,7 @@ def block_inverse_component(
     arithmetic), so that a step is the ``ShiftedBottleneck``, a node fewer than y − g(x).
 
     With ``steps_per_check = K > 1`` a first Loop takes K steps per iteration and tests only the
-    last (the test and the compaction cost as much as a step at batch 1), for ⌊maxiter/K⌋
+    last (a test with its compaction costs several steps at batch 1), for ⌊maxiter/K⌋
     iterations; a second Loop takes the remaining maxiter mod K steps one at a time. A row then
     stops at the first multiple of K at or after the step where eager stops (up to K − 1 extra
     steps, each closer to the fixed point), never after maxiter; ``steps_per_check=1`` stops every

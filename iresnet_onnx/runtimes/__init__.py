@@ -175,7 +175,8 @@ def load(
 
     ``options`` go to the adapter: onnxruntime takes ``threads``, ``optimization_level``,
     ``profile_prefix``, ``log_severity``, ``prepacking``, ``device_id``; openvino ``threads``; torch
-    ``checkpoint`` (default: the export folder's checkpoint beside the graph). A valid graph that
+    ``checkpoint`` (default: the export folder's checkpoint beside the graph). Without ``threads``,
+    a session takes the ``IRESNET_ONNX_THREADS`` environment variable where set. A valid graph that
     the runtime cannot run is an :class:`~iresnet_onnx.errors.UnsupportedModelError` that says why.
     """
     runtime, device = parse_runtime(runtime, device)
