@@ -18,7 +18,7 @@ final row residual.
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -26,7 +26,6 @@ from torch import Tensor
 __all__ = [
     "FixedPoint",
     "FixedPointResult",
-    "ScriptedSolver",
     "adjoint_solve",
     "fixed_point",
     "implicit_gradients",
@@ -44,7 +43,7 @@ class FixedPointResult(NamedTuple):
 
 
 COMPACT_ROWS = 64
-"""The fewest stopped rows worth taking out of the running set (see :func:`solve`)."""
+"""The fewest stopped rows worth taking out of the active set (see :func:`solve`)."""
 
 
 def _row_residuals(x_next: Tensor, x: Tensor, rtol: float) -> Tensor:
@@ -69,25 +68,23 @@ def _stop_in_place(
     return still, x_done, torch.where(stopped_now, r_next, r_done)
 
 
-def _take_out(
-    x: Tensor, residuals: Tensor, index: Tensor, running: Tensor, x_done: Tensor, r_done: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Write the stopped rows' results into ``x`` and ``residuals`` at their original rows;
-    ``(index of the running rows, their positions among the active rows)``. Positions are found
-    once: each boolean-mask index would search the mask again."""
-    out = (~running).nonzero().squeeze(-1)
-    x.index_copy_(0, index.index_select(0, out), x_done.index_select(0, out))
-    residuals.index_copy_(0, index.index_select(0, out), r_done.index_select(0, out))
-    keep = running.nonzero().squeeze(-1)
-    return index.index_select(0, keep), keep
-
-
 def _merge_in_place(
-    running: Tensor, x_active: Tensor, r_active: Tensor, x_done: Tensor, r_done: Tensor
+    running: Tensor, x: Tensor, r: Tensor, x_done: Tensor, r_done: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """The active rows' results at maxiter: the running rows' last step, the stopped rows' own."""
-    x_active = torch.where(running.unsqueeze(-1), x_active, x_done)
-    return x_active, torch.where(running, r_active, r_done)
+    """The results at maxiter: the running rows' last step, the stopped rows' own."""
+    return torch.where(running.unsqueeze(-1), x, x_done), torch.where(running, r, r_done)
+
+
+def _set_aside(
+    x: Tensor, residuals: Tensor, index: Optional[Tensor], rows: Tensor, x_next: Tensor,
+    r_next: Tensor,
+) -> None:  # fmt: skip
+    """Write the active ``rows`` of this step (``x_next``, ``r_next``) to their original rows of
+    the results ``x`` and ``residuals`` (``index``: each active row's original row, None while
+    every row is active)."""
+    to = rows if index is None else index.index_select(0, rows)
+    x.index_copy_(0, to, x_next.index_select(0, rows))
+    residuals.index_copy_(0, to, r_next.index_select(0, rows))
 
 
 def solve(
@@ -96,11 +93,9 @@ def solve(
     """x with x + g(x) = y by fixed-point iteration, row by row (see the module docstring), without
     autograd. ``y`` is ``[..., n]``; each row of its flattened ``[rows, n]`` form stops on its own.
 
-    A stopped row keeps the value and residual of its stopping step (a masked select: one
-    elementwise op per tensor) while the running rows go on; stopped rows leave the running set
-    only when at least half of it, and at least :data:`COMPACT_ROWS` rows, have stopped. Taking
-    rows out costs a gather per tensor, more than it saves in g unless it removes much of its work:
-    rows tend to stop within a few steps of each other."""
+    How a stopped row keeps the value and residual of its stopping step while the others run on
+    depends on the batch: see :func:`_solve_in_place` (fewer than 2·:data:`COMPACT_ROWS` rows)
+    and :func:`_solve_set_aside`."""
     # every tensor op outside the steps costs a dispatch per block: none that the shape spares
     width = y.shape[-1]
     flat = y if y.dim() == 2 else y.reshape(-1, width)
@@ -110,58 +105,96 @@ def solve(
         return FixedPointResult(y, torch.tensor(0, device=y.device), residual)
     if rows == 1:
         x, steps, residual = _solve_one_row(g, flat, maxiter, atol, rtol)
-        return FixedPointResult(x if x.shape == y.shape else x.reshape(y.shape), steps, residual)
-    y_active, x_active = flat, flat
-    r_active = flat.new_full((rows,), math.inf)
-    # the rows taken out: their results (x, residuals), and each active row's original row (index)
+    elif rows < 2 * COMPACT_ROWS:
+        x, steps, residual = _solve_in_place(g, flat, maxiter, atol, rtol)
+    else:
+        x, steps, residual = _solve_set_aside(g, flat, maxiter, atol, rtol)
+    return FixedPointResult(x if x.shape == y.shape else x.reshape(y.shape), steps, residual)
+
+
+def _solve_in_place(
+    g: Callable[[Tensor], Tensor], y: Tensor, maxiter: int, atol: float, rtol: float
+) -> FixedPointResult:
+    """:func:`solve` for a small batch: a stopped row keeps its stopping step's value by a select
+    over the batch at each later step (one elementwise op per tensor, cheaper at this size than
+    copying rows) and runs on with the others, its further steps ignored."""
+    x, r = y, y.new_full(y.shape[:1], math.inf)
+    running = x_done = r_done = None  # None while every row runs
+    k = 0
+    while k < maxiter:
+        x_next = y - g(x)
+        r_next = _row_residuals(x_next, x, rtol)
+        k += 1
+        if running is None:
+            x, r = x_next, r_next
+            if r_next.amin().item() > atol:  # (a NaN residual stops its row: `>` is false)
+                continue
+            running, x_done, r_done = r_next > atol, x_next, r_next
+        else:
+            running, x_done, r_done = _stop_in_place(x_next, r_next, running, x_done, r_done, atol)
+            x, r = x_next, r_next
+        if not bool(running.any()):
+            return FixedPointResult(x_done, torch.tensor(k, device=y.device), r_done.amax())
+    steps = torch.tensor(k, device=y.device)
+    if running is None:
+        return FixedPointResult(x, steps, r.amax())
+    x, r = _merge_in_place(running, x, r, x_done, r_done)  # maxiter
+    return FixedPointResult(x, steps, r.amax())
+
+
+def _solve_set_aside(
+    g: Callable[[Tensor], Tensor], y: Tensor, maxiter: int, atol: float, rtol: float
+) -> FixedPointResult:
+    """:func:`solve` for a large batch: a row that stops has its value and residual copied to the
+    results at once (those rows alone, where a select over the batch would cost an elementwise
+    pass per step) and runs on with the others, its further steps ignored. Stopped rows leave
+    the active set when at least half of it, and at least :data:`COMPACT_ROWS` rows, have
+    stopped: taking rows out costs a gather per tensor, more than it saves in g unless it
+    removes much of its work (rows tend to stop within a few steps of each other)."""
+    rows = y.shape[0]
+    y_active, x_active, r_active = y, y, y.new_full((rows,), math.inf)
+    # the results (None until a row stops before the others); each active row's original row
+    # (None while every row is active)
     x = residuals = index = None
-    # which active rows still run, and the stopped ones' value and residual at their stopping step
-    # (None while every active row runs)
-    running = x_done = r_done = None
+    running, left = None, rows  # which active rows still run (None while all do), how many
     k = 0
     while k < maxiter:
         x_next = y_active - g(x_active)
         r_next = _row_residuals(x_next, x_active, rtol)
-        k += 1
-        # a row runs on while its residual exceeds atol; NaN is not "running" (see _stop_in_place)
+        x_active, r_active, k = x_next, r_next, k + 1
         if running is None:
-            x_active, r_active = x_next, r_next
-            least = r_active if r_active.shape[0] == 1 else r_active.amin()  # one row: no reduction
-            if least.item() > atol:
+            if r_next.amin().item() > atol:  # (a NaN residual stops its row: `>` is false)
                 continue
-            running = r_active > atol
-            x_done, r_done = x_active, r_active
+            still = r_next > atol
+            stop = (~still).nonzero().squeeze(-1)
         else:
-            running, x_done, r_done = _stop_in_place(x_next, r_next, running, x_done, r_done, atol)
-            x_active, r_active = x_next, r_next
-        left = int(running.sum())
-        if left == 0 and index is None:  # every row stopped at this step or before: none taken out
-            x_active, r_active, running = x_done, r_done, None
+            still = (r_next > atol) & running
+            stop = (running ^ still).nonzero().squeeze(-1)
+        if stop.numel() == left and x is None:  # every row stops here: this step is the result
             break
-        stopped = running.shape[0] - left
-        if left > 0 and (stopped < COMPACT_ROWS or left > stopped):
-            continue
-        # take the stopped rows out: their results go to x and residuals
-        if index is None:
-            x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
-            index = torch.arange(rows, device=y.device)
-        index, keep = _take_out(x, residuals, index, running, x_done, r_done)
-        running = None
+        if x is None:
+            x, residuals = torch.empty_like(y), y.new_empty((rows,))
+        _set_aside(x, residuals, index, stop, x_next, r_next)
+        running, left = still, left - stop.numel()
         if left == 0:
             break
-        x_active, y_active, r_active = (
-            t.index_select(0, keep) for t in (x_active, y_active, r_active)
-        )
+        stopped = running.shape[0] - left
+        if stopped < COMPACT_ROWS or left > stopped:
+            continue
+        keep = running.nonzero().squeeze(-1)
+        index = keep if index is None else index.index_select(0, keep)
+        x_active, y_active, r_active = (t.index_select(0, keep) for t in (x_next, y_active, r_next))
+        running = None
     steps = torch.tensor(k, device=y.device)
-    if running is not None:  # maxiter reached with some active rows stopped, others running
-        x_active, r_active = _merge_in_place(running, x_active, r_active, x_done, r_done)
-    if index is None:  # no row was taken out
-        x_active = x_active if x_active.shape == y.shape else x_active.reshape(y.shape)
+    if x is None:  # no row stopped before the others
         return FixedPointResult(x_active, steps, r_active.amax())
-    if index.numel() > 0:  # rows still active at the end (maxiter, or stopped in place)
-        x[index] = x_active
-        residuals[index] = r_active
-    return FixedPointResult(x.reshape(y.shape), steps, residuals.amax())
+    if left > 0:  # maxiter, with rows running: their last step
+        if running is None:  # every active row (rows were taken out, so index is set)
+            x.index_copy_(0, index, x_active)
+            residuals.index_copy_(0, index, r_active)
+        else:
+            _set_aside(x, residuals, index, running.nonzero().squeeze(-1), x_active, r_active)
+    return FixedPointResult(x, steps, residuals.amax())
 
 
 def _solve_one_row(
@@ -176,90 +209,6 @@ def _solve_one_row(
         x, k = x_next, k + 1
         if k == maxiter or not residual.item() > atol:  # NaN stops too, as in _stop_in_place
             return FixedPointResult(x, torch.tensor(k, device=y.device), residual)
-
-
-class ScriptedSolver:
-    """TorchScript's copy of :func:`solve`, for a module with ``g_parameters()``, ``g(x,
-    parameters)`` and ``_compact_rows`` (TorchScript cannot pass g as a callable, nor read a
-    module-level constant); kept beside :func:`solve` so that the two change together."""
-
-    def _scripted_solve(
-        self, y: Tensor, maxiter: int, atol: float, rtol: float
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """:func:`solve` with the module's g, without autograd: the same row-by-row rule, step for
-        step. TorchScript refines no Optional kept across loop steps, so ``taken_out`` and
-        ``stopped_in_place`` say what solve's ``index is not None`` and ``running is not None``
-        say."""
-        parameters = [p.detach() for p in self.g_parameters()]
-        width = y.shape[-1]
-        flat = y.reshape(-1, width)
-        rows = flat.shape[0]
-        if rows == 0:
-            return y, torch.tensor(0, device=y.device), y.new_zeros(())
-        if rows == 1:  # _solve_one_row
-            x, k = flat, 0
-            residual = flat.new_full((), math.inf)  # as solve's: no step taken, nothing converged
-            while k < maxiter:
-                x_next = flat - self.g(x, parameters)
-                residual = torch.amax(_excess(x_next, x, rtol))
-                x, k = x_next, k + 1
-                if not residual.item() > atol:
-                    break
-            return x.reshape(y.shape), torch.tensor(k, device=y.device), residual
-        y_active, x_active = flat, flat
-        r_active = flat.new_full((rows,), math.inf)
-        x, residuals, index = flat, r_active, torch.arange(0, device=y.device)
-        running = torch.ones(rows, dtype=torch.bool, device=y.device)
-        x_done, r_done = flat, r_active
-        taken_out = False
-        stopped_in_place = False
-        k = 0
-        while k < maxiter:
-            x_next = y_active - self.g(x_active, parameters)
-            r_next = _row_residuals(x_next, x_active, rtol)
-            k += 1
-            if not stopped_in_place:
-                x_active, r_active = x_next, r_next
-                # one row: no reduction
-                least = r_active if r_active.shape[0] == 1 else r_active.amin()
-                if least.item() > atol:
-                    continue
-                running = r_active > atol
-                x_done, r_done = x_active, r_active
-                stopped_in_place = True
-            else:
-                running, x_done, r_done = _stop_in_place(
-                    x_next, r_next, running, x_done, r_done, atol
-                )
-                x_active, r_active = x_next, r_next
-            left = int(running.sum())
-            if left == 0 and not taken_out:
-                x_active, r_active = x_done, r_done
-                stopped_in_place = False
-                break
-            stopped = running.shape[0] - left
-            if left > 0 and (stopped < self._compact_rows or left > stopped):
-                continue
-            if not taken_out:
-                x, residuals = torch.empty_like(flat), flat.new_empty((rows,))
-                index = torch.arange(rows, device=y.device)
-                taken_out = True
-            index, keep = _take_out(x, residuals, index, running, x_done, r_done)
-            stopped_in_place = False
-            if left == 0:
-                break
-            x_active = x_active.index_select(0, keep)
-            y_active = y_active.index_select(0, keep)
-            r_active = r_active.index_select(0, keep)
-        steps = torch.tensor(k, device=y.device)
-        if stopped_in_place:
-            x_active, r_active = _merge_in_place(running, x_active, r_active, x_done, r_done)
-        if not taken_out:
-            return x_active.reshape(y.shape), steps, torch.amax(r_active)
-        if index.numel() > 0:
-            x[index] = x_active
-            residuals[index] = r_active
-        return x.reshape(y.shape), steps, torch.amax(residuals)
 
 
 def fixed_point(

@@ -17,9 +17,10 @@ from torch.nn import functional
 
 from ._branch import apply_layers, make_layers
 from ._contraction import LinearContraction, check_width
-from ._fixed_point import COMPACT_ROWS, FixedPointResult, ScriptedSolver, fixed_point
+from ._fixed_point import COMPACT_ROWS, FixedPointResult, fixed_point
 from ._hyperparameters import BLOCK_HP, IRESNET_HP, block_hp, iresnet_hp
 from ._ops import block_inverse as block_inverse_op
+from ._scripted_solver import ScriptedSolver
 from ._solver_settings import MAXITER_LIMIT, check_solver_options, maxiter_cap
 from ._structure import LinearStep, plan
 from .errors import ConvergenceWarning, UsageError

@@ -35,22 +35,26 @@ def test_solves_any_contraction_row_by_row():
         torch.testing.assert_close(result.x[i : i + 1], row.x, rtol=0, atol=1e-12)
 
 
-def test_rows_of_a_large_batch_stop_on_their_own_in_place_and_taken_out():
-    """Rows that stop keep their stopping step's value in place, and leave the running set once
-    half of it (and at least COMPACT_ROWS rows) has stopped: both paths, and maxiter with rows of
-    both kinds, give each row what it gets alone. A loose tolerance, so that a row's value one step
-    later differs from its stopping step's by far more than rounding."""
+@pytest.mark.parametrize("rows", [2 * COMPACT_ROWS - 1, 6 * COMPACT_ROWS])
+def test_rows_of_a_batch_stop_on_their_own(rows):
+    """Below 2·COMPACT_ROWS rows, a stopped row keeps its stopping step's value by a select while
+    it runs on; above, its value is set aside at once, and stopped rows leave the active set once
+    half of it (and at least COMPACT_ROWS rows) has stopped. Both, and maxiter with rows stopped
+    and running (before and after rows were taken out), give each row what it gets alone. A loose
+    tolerance, so that a row's value one step later differs from its stopping step's by far more
+    than rounding."""
     w, b = parameters()
-    rows, tol = 6 * COMPACT_ROWS, 1e-4
+    tol = 1e-4
     y = torch.randn(rows, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     y *= torch.logspace(-3, 3, rows, dtype=torch.float64).unsqueeze(-1)  # steps grow with the row
     y[7] = float("nan")  # stops at its first step, NaN: never converged
     g = lambda x: contraction(x, w, b)  # noqa: E731
     alone = [solve(g, y[i : i + 1], 500, tol, tol) for i in range(rows)]
     steps = sorted(int(r.iterations) for r in alone)
-    # at least half of the rows stop before the last one: the batch takes rows out at least once
+    # at least half of the rows stop before the last one: a large batch takes rows out
     assert steps[0] < steps[rows // 4] < steps[rows // 2] < steps[-1]
-    # all stop; maxiter with a quarter stopped in place; maxiter after rows were taken out
+    # all stop; maxiter with a quarter of the rows stopped; maxiter as half stop (taken out, in a
+    # large batch)
     for maxiter in (500, steps[rows // 4], steps[rows // 2]):
         result = solve(g, y, maxiter, tol, tol)
         alone = [solve(g, y[i : i + 1], maxiter, tol, tol) for i in range(rows)]
@@ -63,10 +67,24 @@ def test_rows_of_a_large_batch_stop_on_their_own_in_place_and_taken_out():
         torch.testing.assert_close(without_nan.residual, finite.amax(), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("rows", [2, 6 * COMPACT_ROWS])
+def test_rows_that_stop_together_take_that_step(rows):
+    w, b = parameters()
+    g = lambda x: contraction(x, w, b)  # noqa: E731
+    row = torch.randn(1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    alone = solve(g, row, 500, 1e-10, 1e-10)
+    result = solve(g, row.expand(rows, 4), 500, 1e-10, 1e-10)
+    assert int(result.iterations) == int(alone.iterations)
+    torch.testing.assert_close(result.x, alone.x.expand(rows, 4), rtol=0, atol=1e-14)
+    torch.testing.assert_close(result.residual, alone.residual, rtol=0, atol=1e-14)
+
+
 def test_stops_at_maxiter_and_reports_nan_as_not_converged():
     w, b = parameters()
-    result = fixed_point(contraction, torch.randn(3, 4, dtype=torch.float64), 2, 0.0, 0.0, (w, b))
-    assert int(result.iterations) == 2 and result.residual > 0
+    for rows in (3, 6 * COMPACT_ROWS):
+        y = torch.randn(rows, 4, dtype=torch.float64)
+        result = fixed_point(contraction, y, 2, 0.0, 0.0, (w, b))
+        assert int(result.iterations) == 2 and result.residual > 0
     for y in (torch.ones(2, 3), torch.ones(1, 3), torch.ones(3)):  # one row: a path of its own
         blown = solve(lambda x: x * float("nan"), y, 10, 1e-6, 0.0)
         assert int(blown.iterations) == 1 and torch.isnan(blown.residual)
@@ -92,10 +110,11 @@ def test_implicit_gradient_in_y_and_in_the_parameters():
 
 @pytest.mark.parametrize(
     ("rows", "maxiter"),
-    [(1, None), (1, 5), (40, None), (6 * COMPACT_ROWS, None), (6 * COMPACT_ROWS, 5)],
+    [(1, None), (1, 5), (40, None), (40, 5), (6 * COMPACT_ROWS, None), (6 * COMPACT_ROWS, 5)],
 )
 def test_the_torchscript_copy_takes_the_same_steps(rows, maxiter):
-    """Also where rows stop in place, are taken out, and meet maxiter in both states; a loose
+    """Also where rows stop in place (small batches) or are set aside and taken out (large ones),
+    and meet maxiter in each state; a loose
     tolerance, so that a row's value one step past its stop differs by far more than rounding."""
     model = make_model(6, 3, variant="mlp", seed=2)
     scripted = torch.jit.script(model)
