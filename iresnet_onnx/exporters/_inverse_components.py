@@ -44,11 +44,10 @@ def _first_layer_at(
 def _block_outputs(
     ops: Ops, x: ir.Value, residuals: ir.Value, steps: ir.Value
 ) -> tuple[ir.Value, ir.Value, ir.Value]:
-    """(x, the most steps a row took (``steps``: per row, or already the most), the largest final
-    row residual — a NaN row as +inf, so that no runtime's NaN handling in ReduceMax hides it)."""
+    """(x, the most steps a row took (``steps``), the largest final row residual — a NaN row as
+    +inf, so that no runtime's NaN handling in ReduceMax hides it)."""
     infinite = ops.Where(ops.IsNaN(residuals), ops.const(np.inf), residuals)
-    residual = ops.reduce("ReduceMax", infinite, None, keepdims=0)
-    return x, ops.reduce("ReduceMax", steps, None, keepdims=0), residual
+    return x, steps, ops.reduce("ReduceMax", infinite, None, keepdims=0)
 
 
 def block_inverse_component(
@@ -118,7 +117,7 @@ def block_inverse_component(
             K = ops.const(steps_per_check, INT64)
             state = loop("fixed_point", ops.Div(limit, K), steps_per_check, *state)
             # the rest of maxiter, one step at a time, and not at all once every row stopped
-            rest = ops.Mul(ops.Mod(limit, K), ops.Cast(_any_running(ops, state[1], atol), to=INT64))
+            rest = ops.Mul(ops.Mod(limit, K), _running_count(ops, state[1], atol))
             state = loop("fixed_point_rest", rest, 1, *state)
         v, residuals, taken = state
         return _block_outputs(ops, ops.Sub(y, v), residuals, taken)
@@ -131,10 +130,14 @@ def block_inverse_component(
     )  # fmt: skip
 
 
+def _running_count(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:
+    """1 if some row's residual is still above atol, else 0 (int64; a NaN row is not running)."""
+    return ops.reduce("ReduceMax", ops.Cast(ops.Greater(residuals, atol), to=INT64), None, 0)
+
+
 def _any_running(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:
-    """Whether some row's residual is still above atol (a NaN row is not running)."""
-    running = ops.Cast(ops.Greater(residuals, atol), to=INT64)
-    return ops.Greater(ops.reduce("ReduceMax", running, None, keepdims=0), ops.const(0, INT64))
+    """Whether some row's residual is still above atol (bool)."""
+    return ops.Greater(_running_count(ops, residuals, atol), ops.const(0, INT64))
 
 
 def block_inverse_fixed_component(steps: Sequence[Step], width: int, count: int) -> Component:
@@ -186,7 +189,8 @@ def block_inverse_fixed_component(steps: Sequence[Step], width: int, count: int)
             shape = [None] * rank if parameter.shape is None else list(parameter.shape)
             state[name] = (parameter, dtype, shape)
         v, residuals, counts, *_ = ops.gated_scan("fixed_steps", count, state, step)
-        return _block_outputs(ops, ops.Sub(y, v), residuals, counts)
+        most = ops.reduce("ReduceMax", counts, None, keepdims=0)
+        return _block_outputs(ops, ops.Sub(y, v), residuals, most)
 
     return Component(
         f"BlockInverseFixed{count}", ("y", *bottleneck_inputs(steps), "maxiter", "atol", "rtol"),
