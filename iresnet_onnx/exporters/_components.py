@@ -26,6 +26,7 @@ from ._builder import BOOL, INT64, Component, Ops
 
 __all__ = [
     "activation",
+    "apply_steps",
     "block_forward_component",
     "bottleneck_component",
     "bottleneck_inputs",
@@ -159,7 +160,7 @@ def bottleneck_inputs(steps: Sequence[Step]) -> list[str]:
     return names
 
 
-def _apply_steps(
+def apply_steps(
     ops: Ops, x: ir.Value, steps: Sequence[Step], parameters: Sequence[ir.Value]
 ) -> ir.Value:
     """The steps at x, each linear step taking its weight (and bias) from ``parameters``."""
@@ -178,7 +179,7 @@ def bottleneck_component(steps: Sequence[Step]) -> Component:
     """``Bottleneck(x, weight0, bias0, …) -> g(x)``: the block's ``nn.Sequential``, step by step."""
 
     def body(ops: Ops, x: ir.Value, *parameters: ir.Value) -> ir.Value:
-        return _apply_steps(ops, x, steps, parameters)
+        return apply_steps(ops, x, steps, parameters)
 
     return Component(
         "Bottleneck", ("x", *bottleneck_inputs(steps)), body,
@@ -202,7 +203,7 @@ def shifted_bottleneck_component(steps: Sequence[Step]) -> Component:
 
     def body(ops: Ops, v: ir.Value, p: ir.Value, weight: ir.Value, *parameters: ir.Value):
         u = ops.Gemm(v, weight, p, alpha=-1.0, transB=int(first.tall))
-        return _apply_steps(ops, u, steps[1:], parameters)
+        return apply_steps(ops, u, steps[1:], parameters)
 
     return Component(
         "ShiftedBottleneck", ("v", "p", *shifted_bottleneck_inputs(steps)), body,

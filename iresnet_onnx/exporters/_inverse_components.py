@@ -16,7 +16,7 @@ import onnx_ir as ir
 
 from .._structure import Step
 from ._builder import BOOL, INT64, Component, Ops
-from ._components import bottleneck_inputs, shifted_bottleneck_component
+from ._components import apply_steps, bottleneck_inputs, shifted_bottleneck_component
 
 __all__ = ["block_inverse_component", "block_inverse_fixed_component"]
 
@@ -66,12 +66,14 @@ def block_inverse_component(
     The Loop carries v = y − x (v₀ = 0, v_{k+1} = g(y − v_k): the same iterates in exact
     arithmetic), so that a step is the ``ShiftedBottleneck``, a node fewer than y − g(x).
 
-    With ``steps_per_check = K > 1`` a first Loop takes K steps per iteration and tests only the
-    last (a test with its compaction costs several steps at batch 1), for ⌊maxiter/K⌋
-    iterations; a second Loop takes the remaining maxiter mod K steps one at a time. A row then
-    stops at the first multiple of K at or after the step where eager stops (up to K − 1 extra
-    steps, each closer to the fixed point), never after maxiter; ``steps_per_check=1`` stops every
-    row exactly where eager does.
+    With ``steps_per_check = K > 1`` the steps are tested every K only (a test with its
+    compaction costs several steps at batch 1): the first K steps and their test run outside any
+    Loop (every row runs them: nothing to compact, no Loop iteration to pay), then a Loop takes K
+    steps per iteration for the rest of ⌊maxiter/K⌋, and a second Loop the remaining maxiter
+    mod K steps one at a time (where maxiter < K, the first K steps are dropped and the second
+    Loop takes them all). A row then stops at the first multiple of K at or after the step where
+    eager stops (up to K − 1 extra steps, each closer to the fixed point), never after maxiter;
+    ``steps_per_check=1`` stops every row exactly where eager does.
     """
     shifted = shifted_bottleneck_component(steps)
 
@@ -108,15 +110,15 @@ def block_inverse_component(
             )  # fmt: skip
 
         limit = ops.Min(maxiter, ops.const(maxiter_cap, INT64))
-        rows = ops.op("Shape", y, start=0, end=1)  # [batch]
-        zeros = ops.Expand(ops.const(0.0), ops.op("Shape", y))
-        state = (zeros, ops.Expand(ops.const(np.inf), rows), ops.const(0, INT64))
-        if steps_per_check == 1:
-            state = loop("fixed_point", limit, 1, *state)
-        else:
-            K = ops.const(steps_per_check, INT64)
-            state = loop("fixed_point", ops.Div(limit, K), steps_per_check, *state)
-            # the rest of maxiter, one step at a time, and not at all once every row stopped
+        K = ops.const(steps_per_check, INT64)
+        v, residuals, taken, first = _first_check(
+            ops, steps, shifted, y, p, [weight, *later], limit, steps_per_check, K, rtol
+        )
+        # then K steps per test while a row runs, for the rest of ⌊maxiter/K⌋ …
+        trips = ops.Mul(ops.Sub(ops.Div(limit, K), first), _running_count(ops, residuals, atol))
+        state = loop("fixed_point", trips, steps_per_check, v, residuals, taken)
+        if steps_per_check > 1:
+            # … and the rest of maxiter, one step at a time, not at all once every row stopped
             rest = ops.Mul(ops.Mod(limit, K), _running_count(ops, state[1], atol))
             state = loop("fixed_point_rest", rest, 1, *state)
         v, residuals, taken = state
@@ -128,6 +130,27 @@ def block_inverse_component(
         "count and residual.",
         outputs=3,
     )  # fmt: skip
+
+
+def _first_check(
+    ops: Ops, steps: Sequence[Step], shifted: Component, y: ir.Value, p: ir.Value,
+    weights: list[ir.Value], limit: ir.Value, k: int, K: ir.Value, rtol: ir.Value,
+) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:  # fmt: skip
+    """``(v, residuals, taken, 1 or 0)`` after the first K = ``k`` steps (``K``: the constant)
+    and their test, outside any Loop: every row runs them, so there is nothing to compact and no
+    Loop iteration to pay (at batch 1 these cost more than the steps). The first step, from
+    v₀ = 0, is the bottleneck after its first layer, which at y is p. Where maxiter < K they are
+    dropped (v = 0, residuals = inf, 0 taken) and the Loops after take all of maxiter."""
+    v_previous, v = ops.const(0.0), apply_steps(ops, p, steps[1:], weights[1:])
+    for _ in range(k - 1):
+        v_previous, v = v, ops.invoke(shifted, v, p, *weights)
+    x_previous = y if k == 1 else ops.Sub(y, v_previous)
+    residuals = _row_residuals(ops, v, v_previous, x_previous, rtol)
+    allowed = ops.Not(ops.Less(limit, K))
+    first = ops.Cast(allowed, to=INT64)
+    v = ops.Where(allowed, v, ops.const(0.0))
+    residuals = ops.Where(allowed, residuals, ops.const(np.inf))
+    return v, residuals, ops.Mul(K, first), first
 
 
 def _running_count(ops: Ops, residuals: ir.Value, atol: ir.Value) -> ir.Value:

@@ -141,11 +141,12 @@ def test_steps_per_check_tests_every_k_steps(exported, name):
     assert (run["iterations"] >= eager_steps).all() and (run["iterations"] < eager_steps + 4).all()
     assert (run["residual"] <= 1e-6).all()
     np.testing.assert_allclose(run["x"], eager_x.numpy(), rtol=0, atol=1e-4)
-    # maxiter is never exceeded: the rest of it runs one step at a time (after a K-step Loop of
-    # zero trips where maxiter < K, whose carried values must come out as they went in)
+    # maxiter is never exceeded: the rest of it runs one step at a time (all of it where
+    # maxiter < K: the first K steps, outside the Loops, are dropped then; the K-step Loop runs
+    # zero trips, and its carried values must come out as they went in)
     session = open_session(result.inverse, name)
     for rows in (y, y[2:3]):
-        for maxiter, atol in ((3, 0.0), (5, None), (9, 0.0)):
+        for maxiter, atol in ((3, 0.0), (4, 0.0), (5, None), (9, 0.0)):
             capped = session.run_all(
                 rows, maxiter=maxiter, **({} if atol is None else {"atol": atol})
             )

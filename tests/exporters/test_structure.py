@@ -200,3 +200,20 @@ def test_a_fixed_point_step_is_the_bottlenecks_nodes_and_nothing_else(exported, 
         (loop,) = [e for e in loops_in(onnx.load(result.inverse)) if e["body"] == "fixed_point"]
         body_nodes[k] = loop["body_nodes"]
     assert (body_nodes[3] - body_nodes[1]) / 2 == len(model.blocks[0].bottleneck)
+
+
+def test_the_first_k_steps_and_their_test_run_outside_any_loop(exported):
+    """Every row runs the first K steps: they and their test sit in the block's own graph (no
+    compaction, no Loop iteration), the first of them from p without a Gemm of its own; a row that
+    has converged by then leaves with K steps, no Loop having run."""
+    model = make_model(16, 1, variant="lowrank", activation="Tanh")
+    result = exported("structure-first-check", model, steps_per_check=3)
+    graph = onnx.load(result.inverse).graph
+    top = [node.op_type for node in graph.node]
+    assert top.count("Tanh") == 3  # one per step; the steps in the Loop bodies are not here
+    assert "NonZero" not in top and "ScatterND" not in top
+    # the first step is the bottleneck after its first Gemm (p, computed once, holds it)
+    assert top.count("Gemm") == 1 + (2 * 3 - 1)
+    session = ort.InferenceSession(result.inverse, providers=["CPUExecutionProvider"])
+    feeds = {"y": np.ones((2, 16), np.float32), "atol": np.array(1e3, np.float32)}
+    assert session.run(["iterations"], feeds)[0].tolist() == [3]  # every row stops at the test
