@@ -1,9 +1,10 @@
 """How often an exported inverse tests convergence: ``steps_per_check="auto"`` picks K, the
 fixed-point steps per Loop iteration of inverse.onnx, from the model's own step counts.
 
-Each Loop iteration takes K steps, then tests the rows still running (their residuals, a
-reduction, the compaction of the running rows). A row that eager stops after s steps therefore
-takes K·⌈s/K⌉ steps and ⌈s/K⌉ tests in the graph: too small a K pays for tests, too large a K for
+The graph takes K steps, then tests the rows still running (their residuals, a reduction); the
+first K steps and their test run outside any Loop, each further K in a Loop iteration that also
+compacts the running rows. A row that eager stops after s steps therefore takes K·⌈s/K⌉ steps
+and ⌈s/K⌉ − 1 Loop iterations in the graph: too small a K pays for tests, too large a K for
 steps past the fixed point. The K chosen minimises that cost summed over the blocks and averaged
 over rows drawn from N(0, I), what a flow's inverse decodes, at the model's own solver settings.
 """
@@ -16,8 +17,8 @@ from .exporters import STEPS_PER_CHECK_LIMIT
 
 __all__ = ["CHECK_COST", "SAMPLE_ROWS", "auto_steps_per_check", "best_steps_per_check", "row_steps"]
 
-CHECK_COST = 8.0
-"""What one test of a Loop iteration costs, in fixed-point steps, at batch 1 on onnxruntime:
+CHECK_COST = 11.0
+"""What a Loop iteration's test costs, in fixed-point steps, at batch 1 on onnxruntime:
 ``python scripts/check_cost.py`` fits it from the inverse's time at K = 1…16
 (results/check_cost.md)."""
 
@@ -47,12 +48,13 @@ def row_steps(model: torch.nn.Module, rows: int = SAMPLE_ROWS, seed: int = 0) ->
 def best_steps_per_check(
     counts: np.ndarray, limit: int = STEPS_PER_CHECK_LIMIT, check_cost: float = CHECK_COST
 ) -> int:
-    """The K in 1…``limit`` with the least mean cost (K + ``check_cost``)·⌈s/K⌉ over the step
-    counts s (summed over each row's blocks); the smallest such K on a tie."""
+    """The K in 1…``limit`` with the least mean cost K·⌈s/K⌉ + ``check_cost``·(⌈s/K⌉ − 1) over
+    the step counts s (summed over each row's blocks); the smallest such K on a tie."""
     steps = np.asarray(counts, np.float64).reshape(len(counts), -1)
 
     def cost(k: int) -> float:
-        return float(((k + check_cost) * np.ceil(steps / k)).sum(axis=1).mean())
+        checks = np.ceil(steps / k)
+        return float((k * checks + check_cost * (checks - 1)).sum(axis=1).mean())
 
     return min(range(1, max(1, limit) + 1), key=lambda k: (cost(k), k))
 

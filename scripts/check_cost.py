@@ -7,7 +7,10 @@ timed at batch 1 on onnxruntime (2 threads, solver maxiter 100, atol = rtol = 1e
 own block of calls after a pause, in rounds; the fastest round's median, the least disturbed by
 the machine's neighbours). Per K the graph takes Σ K·⌈s/K⌉ steps and Σ ⌈s/K⌉ tests over the blocks
 (s: eager's steps per block, from the K = 1 graph); a least-squares fit of
-time = a·steps + b·tests + c gives the cost of a test in steps, b / a.
+time = a·steps + b·tests + c gives the cost of a test in steps, b / a (a from the Ks that test
+each block once, which differ in steps only). Every K pays each block's first test, taken
+outside any Loop (c holds it): b is what each further test costs, a Loop iteration with its
+compaction.
 
 Usage: python scripts/check_cost.py [--widths 16,64,256] [--rounds 9]
                                     [--out results/check_cost.json] [--markdown results/check_cost.md]
@@ -65,11 +68,27 @@ def sweep(width: int, rounds: int, calls: int = 100) -> dict:
          "tests": int(sum(-(-int(s) // k) for s in eager)), "us": min(medians[k])}
         for k in KS
     ]  # fmt: skip
-    design = np.array([[r["steps"], r["tests"], 1.0] for r in rows])
-    (step, test, fixed), *_ = np.linalg.lstsq(design, np.array([r["us"] for r in rows]), rcond=None)
+    step, test, fixed = fit(rows)
     return {"width": width, "eager_steps": [int(s) for s in eager], "rows": rows,
             "step_us": float(step), "test_us": float(test), "fixed_us": float(fixed),
             "test_in_steps": float(test / step)}  # fmt: skip
+
+
+def fit(rows: list[dict]) -> tuple[float, float, float]:
+    """``(a, b, c)`` of time = a·steps + b·tests + c. The Ks that test each block once differ in
+    steps only: a comes from them where there are two or more (a joint fit cannot tell a from b
+    where both totals fall with K together), then b and c from all Ks."""
+    us = np.array([r["us"] for r in rows])
+    steps, tests = (np.array([r[key] for r in rows], np.float64) for key in ("steps", "tests"))
+    once = tests == tests.min()
+    if once.sum() >= 2:
+        (step, _), *_ = np.linalg.lstsq(np.stack([steps[once], np.ones(once.sum())], 1), us[once])
+        (test, fixed), *_ = np.linalg.lstsq(
+            np.stack([tests, np.ones(len(us))], 1), us - step * steps
+        )
+    else:
+        (step, test, fixed), *_ = np.linalg.lstsq(np.stack([steps, tests, np.ones(len(us))], 1), us)
+    return float(step), float(test), float(fixed)
 
 
 def markdown(results: list[dict], about: dict) -> str:

@@ -18,7 +18,9 @@ from tests.conftest import make_model
 
 def cost(counts: np.ndarray, k: int) -> float:
     """The cost the choice minimises, written out row by row and block by block."""
-    rows = [sum((k + CHECK_COST) * -(-int(s) // k) for s in row) for row in counts]
+    rows = [
+        sum(k * -(-int(s) // k) + CHECK_COST * (-(-int(s) // k) - 1) for s in row) for row in counts
+    ]
     return sum(rows) / len(rows)
 
 
