@@ -42,8 +42,13 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
+_MODULES = ("bench", "cli", "errors", "exporters", "graphs", "jobs", "parity", "runtimes")
+"""The public modules, reachable as attributes once used: ``iresnet_onnx.runtimes.load(…)``."""
+
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'iresnet_onnx' has no attribute {name!r}")
@@ -64,4 +69,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted({*globals(), *_LAZY, *_MODULES})

@@ -1,6 +1,8 @@
 """Rules of the code base that no behaviour test would notice being broken."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "iresnet_onnx"
@@ -113,3 +115,17 @@ def test_the_runtime_side_never_imports_the_model_side():
                   "iresnet_onnx._manifest", "iresnet_onnx.jobs", "iresnet_onnx.errors",
                   "iresnet_onnx._report", "iresnet_onnx._tolerances", "iresnet_onnx._structure")  # fmt: skip
     assert set(torch_free) & model_side == set()
+
+
+def test_the_names_users_call_are_reachable_from_the_package():
+    """From ``import iresnet_onnx`` alone (a fresh interpreter: this one has imported everything),
+    and the runtime side's names without loading torch."""
+    code = (
+        "import sys, iresnet_onnx as p\n"
+        "p.runtimes.load, p.runtimes.available, p.graphs.GRAPHS\n"
+        "assert 'torch' not in sys.modules, 'the runtime side loaded torch'\n"
+        "p.parity.check, p.parity.assert_parity, p.freeze, p.train_flow, p.score_file\n"
+        "p.run_batch, p.ExportResult, p.UsageError, p.errors.ParityError\n"
+        "assert set(p._MODULES) <= set(dir(p))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
