@@ -66,14 +66,14 @@ def block_inverse_component(
     The Loop carries v = y − x (v₀ = 0, v_{k+1} = g(y − v_k): the same iterates in exact
     arithmetic), so that a step is the ``ShiftedBottleneck``, a node fewer than y − g(x).
 
-    With ``steps_per_check = K > 1`` the steps are tested every K only (a test with its
-    compaction costs several steps at batch 1): the first K steps and their test run outside any
-    Loop (every row runs them: nothing to compact, no Loop iteration to pay), then a Loop takes K
-    steps per iteration for the rest of ⌊maxiter/K⌋, and a second Loop the remaining maxiter
-    mod K steps one at a time (where maxiter < K, the first K steps are dropped and the second
-    Loop takes them all). A row then stops at the first multiple of K at or after the step where
-    eager stops (up to K − 1 extra steps, each closer to the fixed point), never after maxiter;
-    ``steps_per_check=1`` stops every row exactly where eager does.
+    The steps are tested every K = ``steps_per_check`` (a test with its compaction costs
+    several steps at batch 1): the first K steps and their test run outside any Loop (every row
+    runs them: nothing to compact, no Loop iteration to pay), then a Loop takes K steps per
+    iteration for the rest of ⌊maxiter/K⌋ while a row runs, and for K > 1 a second Loop the
+    remaining maxiter mod K steps one at a time (where maxiter < K, the first K steps are dropped
+    and the second Loop takes them all). A row then stops at the first multiple of K at or after
+    the step where eager stops (up to K − 1 extra steps, each closer to the fixed point), never
+    after maxiter; ``steps_per_check=1`` stops every row exactly where eager does.
     """
     shifted = shifted_bottleneck_component(steps)
 
