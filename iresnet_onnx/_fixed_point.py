@@ -75,6 +75,14 @@ def _merge_in_place(
     return torch.where(running.unsqueeze(-1), x, x_done), torch.where(running, r, r_done)
 
 
+def _stopping(r_next: Tensor, running: Optional[Tensor], atol: float) -> tuple[Tensor, Tensor]:
+    """``(the active rows still running, the indices of those that stop at this step)``, given
+    which ran into it (``running``; None: all); a NaN residual stops its row (`>` is false)."""
+    still = r_next > atol if running is None else (r_next > atol) & running
+    stopped_now = ~still if running is None else running ^ still
+    return still, stopped_now.nonzero().squeeze(-1)
+
+
 def _set_aside(
     x: Tensor, residuals: Tensor, index: Optional[Tensor], rows: Tensor, x_next: Tensor,
     r_next: Tensor,
@@ -162,14 +170,9 @@ def _solve_set_aside(
         x_next = y_active - g(x_active)
         r_next = _row_residuals(x_next, x_active, rtol)
         x_active, r_active, k = x_next, r_next, k + 1
-        if running is None:
-            if r_next.amin().item() > atol:  # (a NaN residual stops its row: `>` is false)
-                continue
-            still = r_next > atol
-            stop = (~still).nonzero().squeeze(-1)
-        else:
-            still = (r_next > atol) & running
-            stop = (running ^ still).nonzero().squeeze(-1)
+        if running is None and r_next.amin().item() > atol:  # (NaN: `>` is false, it stops)
+            continue
+        still, stop = _stopping(r_next, running, atol)
         if stop.numel() == left and x is None:  # every row stops here: this step is the result
             break
         if x is None:

@@ -7,7 +7,14 @@ import math
 import torch
 from torch import Tensor
 
-from ._fixed_point import _excess, _merge_in_place, _row_residuals, _set_aside, _stop_in_place
+from ._fixed_point import (
+    _excess,
+    _merge_in_place,
+    _row_residuals,
+    _set_aside,
+    _stop_in_place,
+    _stopping,
+)
 
 __all__ = ["ScriptedSolver"]
 
@@ -92,14 +99,9 @@ class ScriptedSolver:
             x_next = y_active - self.g(x_active, parameters)
             r_next = _row_residuals(x_next, x_active, rtol)
             x_active, r_active, k = x_next, r_next, k + 1
-            if not stopped:
-                if r_next.amin().item() > atol:
-                    continue
-                still = r_next > atol
-                stop = (~still).nonzero().squeeze(-1)
-            else:
-                still = (r_next > atol) & running
-                stop = (running ^ still).nonzero().squeeze(-1)
+            if not stopped and r_next.amin().item() > atol:
+                continue
+            still, stop = _stopping(r_next, running if stopped else None, atol)
             if stop.numel() == left and not has_results:
                 break
             if not has_results:
