@@ -118,7 +118,10 @@ class iResNetBlock(ScriptedSolver, nn.Module):
         weights; differentiable where autograd needs it), then its bias where it has one."""
         parameters: list[Tensor] = []
         for module in self.bottleneck:
-            if isinstance(module, LinearContraction):
+            # a LinearContraction, asked by what it has: TorchScript answers isinstance() by the
+            # first type it compiled for the class, so a layer of another size (another type,
+            # its sizes being constants) would fail it and run its whole forward at every step
+            if hasattr(module, "effective_weight"):
                 parameters.append(module.effective_weight())
                 bias = module.bias  # a local, so that TorchScript refines the Optional
                 if bias is not None:
@@ -129,7 +132,7 @@ class iResNetBlock(ScriptedSolver, nn.Module):
         """g(x) from the tensors of :meth:`g_parameters` (plain functional calls)."""
         index = 0
         for module in self.bottleneck:
-            if isinstance(module, LinearContraction):
+            if hasattr(module, "effective_weight"):  # a LinearContraction (see g_parameters)
                 bias: Optional[Tensor] = None
                 if module.bias is not None:
                     bias = parameters[index + 1]

@@ -155,6 +155,20 @@ def test_torchscript_parity_forward_and_inverse(variant):
         assert [int(getattr(scripted.blocks, str(i)).iterations) for i in range(3)] == [3, 3, 3]
 
 
+def test_torchscript_solves_with_plain_linear_calls_at_every_width():
+    # each layer size is its own TorchScript type; the scripted g must still take every linear
+    # layer's A′ from g_parameters() (a layer it missed would run its whole forward, σ check and
+    # all, at every fixed-point step: right numbers, many times the time)
+    for width, variant in ((4, "lowrank"), (9, "mlp"), (16, "lowrank")):
+        model = iResNet(width, nblocks=2, iResNetBlock={"variant": variant}).eval()
+        scripted = torch.jit.script(copy.deepcopy(model))
+        for index, block in enumerate(model.blocks):
+            layers = sum(hasattr(module, "effective_weight") for module in block.bottleneck)
+            scripted_block = getattr(scripted.blocks, str(index))
+            assert len(scripted_block.g_parameters()) == len(block.g_parameters()) == 2 * layers
+            assert scripted_block.g.code.count("torch.linear(") == layers
+
+
 def test_leading_dims():
     torch.manual_seed(6)
     model = iResNet(4, nblocks=2).eval()
