@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from iresnet_onnx import iResNet, iResNetBlock
+from iresnet_onnx import LinearContraction, iResNet, iResNetBlock
 from iresnet_onnx.bench import scale_weights
 from iresnet_onnx.errors import ConvergenceWarning
 
@@ -163,7 +163,7 @@ def test_torchscript_solves_with_plain_linear_calls_at_every_width():
         model = iResNet(width, nblocks=2, iResNetBlock={"variant": variant}).eval()
         scripted = torch.jit.script(copy.deepcopy(model))
         for index, block in enumerate(model.blocks):
-            layers = sum(hasattr(module, "effective_weight") for module in block.bottleneck)
+            layers = sum(isinstance(module, LinearContraction) for module in block.bottleneck)
             scripted_block = getattr(scripted.blocks, str(index))
             assert len(scripted_block.g_parameters()) == len(block.g_parameters()) == 2 * layers
             assert scripted_block.g.code.count("torch.linear(") == layers
